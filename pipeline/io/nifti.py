@@ -53,12 +53,14 @@ def read_nifti(path: str | Path, modality: Modality | None = None) -> Volume:
     """
     p = Path(path)
     try:
-        img = nib.load(str(p))
+        img: Any = nib.load(str(p))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except FileNotFoundError as exc:
         raise InputError("INPUT_NOT_FOUND", f"no such file: {p}") from exc
     except Exception as exc:  # nibabel raises several unrelated types for bad files
-        raise InputError("NIFTI_UNREADABLE", f"{p.name} is not a readable NIfTI file ({exc})") from exc
+        raise InputError(
+            "NIFTI_UNREADABLE", f"{p.name} is not a readable NIfTI file ({exc})"
+        ) from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -69,8 +71,12 @@ def read_nifti(path: str | Path, modality: Modality | None = None) -> Volume:
         source = f"guessed: {why}"
     else:
         source = "given"
-    vol = Volume(data, affine, modality, {"source": str(p.name), "modality_source": source,
-                                          "format": "nifti"})
+    vol = Volume(
+        data,
+        affine,
+        modality,
+        {"source": str(p.name), "modality_source": source, "format": "nifti"},
+    )
     return vol.to_canonical()
 
 

@@ -1,0 +1,172 @@
+"""Load a checked DICOM series into a canonical :class:`~pipeline.io.volume.Volume`.
+
+Geometry comes from Image Position/Orientation (Patient) only: slice spacing is the
+distance between sorted positions along the slice normal (never SliceThickness), and
+the pixel axes follow the direction cosines exactly. Pixel values are rescaled with the
+(per-frame) Rescale Slope/Intercept, so CT arrives in Hounsfield units. Compressed
+transfer syntaxes are decoded by pydicom's pixel backends (pylibjpeg-openjpeg for
+JPEG 2000, pyjpegls for JPEG-LS, GDCM for JPEG Lossless, native RLE).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pydicom
+from scipy import ndimage
+
+from pipeline.errors import InputError
+from pipeline.io.geometry import native_affine, row_col_normal
+from pipeline.io.model import Frame, Series
+from pipeline.io.volume import Volume, canonical_axes
+
+log = logging.getLogger(__name__)
+
+
+def _decode(path: Any) -> tuple[np.ndarray, Any]:
+    try:
+        ds = pydicom.dcmread(path)
+        arr = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types
+        raise InputError(
+            "PIXEL_DATA_UNREADABLE",
+            f"cannot decode pixel data of {path.name} ({type(exc).__name__}: {exc})",
+        ) from exc
+    return np.asarray(arr), ds
+
+
+def _frame_pixels(frames: list[Frame]) -> tuple[list[np.ndarray], Any]:
+    cache: dict[Any, np.ndarray] = {}
+    first_ds = None
+    out = []
+    for f in frames:
+        if f.path not in cache:
+            arr, ds = _decode(f.path)
+            if first_ds is None:
+                first_ds = ds
+            cache.clear()  # single- and multi-frame files are read in order; keep one
+            cache[f.path] = arr
+        arr = cache[f.path]
+        if f.frame_index is None:
+            img = arr if arr.ndim == 2 else arr[0]
+        else:
+            img = arr[f.frame_index] if arr.ndim == 3 else arr
+        if img.shape != (f.rows, f.columns):
+            raise InputError(
+                "PIXEL_DATA_UNREADABLE",
+                f"{f.path.name}: decoded shape {img.shape} differs from Rows x Columns "
+                f"{(f.rows, f.columns)}",
+            )
+        out.append(img)
+    return out, first_ds
+
+
+def _correct_tilt(data: np.ndarray, frames: list[Frame], fill: float) -> np.ndarray:
+    """Shift each slice in-plane so the sheared (tilted) stack sits on an orthogonal grid.
+
+    Slice ``k`` is displaced in-plane from slice 0 by the in-plane part of its position
+    offset. Shifting it back by that many pixels (linear interpolation) puts each voxel of
+    the output grid (origin at slice 0, axes row, column, normal) at the intensity
+    acquired at that patient position; pixels that leave the field of view get ``fill``.
+    """
+    f0 = frames[0]
+    assert f0.orientation is not None and f0.pixel_spacing is not None
+    r, c, _ = row_col_normal(f0.orientation)
+    p0 = np.asarray(f0.position)
+    out = np.empty_like(data)
+    for k, f in enumerate(frames):
+        off = np.asarray(f.position) - p0
+        shift_i = float(np.dot(off, r)) / f0.pixel_spacing[1]
+        shift_j = float(np.dot(off, c)) / f0.pixel_spacing[0]
+        out[:, :, k] = ndimage.shift(
+            data[:, :, k], (shift_i, shift_j), order=1, mode="constant", cval=fill
+        )
+    return out
+
+
+def load_series(series: Series) -> Volume:
+    """Decode a geometry-checked series into a canonical volume.
+
+    Parameters
+    ----------
+    series : Series
+        From :func:`pipeline.io.discover`; must have no geometry *errors*.
+
+    Returns
+    -------
+    Volume
+        Canonical orientation (see :mod:`pipeline.io.volume`), float32; CT in HU.
+        ``meta`` holds the study / series / frame-of-reference UIDs, the SOP Instance
+        UIDs in slice order (``sop_instance_uids``, with ``frame_numbers`` for
+        multi-frame sources and ``slice_axis``, the canonical axis they run along),
+        description, plane, weighting, kernel, spacing, warnings. Never patient
+        name / ID / dates.
+
+    Raises
+    ------
+    InputError
+        With the first error's code (e.g. ``MISSING_SLICES``) when the series failed a
+        geometry check, ``PIXEL_DATA_UNREADABLE`` when decoding fails.
+    """
+    if series.errors:
+        e = series.errors[0]
+        raise InputError(e.code, f"series {series.key}: {e.message}")
+    frames = series.frames
+    spacing = series.slice_spacing
+    if spacing is None:
+        raise InputError("NO_GEOMETRY", f"series {series.key}: no slice spacing")
+    slices, ds0 = _frame_pixels(frames)
+    data = np.empty((frames[0].columns, frames[0].rows, len(frames)), dtype=np.float32)
+    for k, (f, img) in enumerate(zip(frames, slices, strict=True)):
+        v = img.astype(np.float32)
+        if f.rescale is not None:
+            slope, intercept = f.rescale
+            v = v * np.float32(slope) + np.float32(intercept)
+        data[:, :, k] = v.T  # pixel [row, col] -> array [col (along row dir), row]
+    modality = "CT" if series.modality == "CT" else "MR"
+    if modality == "CT" and ds0 is not None and "PixelPaddingValue" in ds0:
+        # Padding outside the reconstruction circle becomes air, not -3000 HU.
+        slope, intercept = frames[0].rescale or (1.0, 0.0)
+        pad = float(ds0.PixelPaddingValue) * slope + intercept
+        data[data == np.float32(pad)] = -1024.0
+    tilted = any(f.code == "GANTRY_TILT" for f in series.findings)
+    if tilted:
+        fill = float(data.min())
+        data = _correct_tilt(data, frames, fill)
+    aff = native_affine(frames, spacing)
+    perm, flips = canonical_axes(aff)
+    slice_axis = perm.index(2)
+    sops = [f.sop_uid for f in frames]
+    frame_numbers = [None if f.frame_index is None else f.frame_index + 1 for f in frames]
+    if flips[slice_axis]:
+        sops.reverse()
+        frame_numbers.reverse()
+    c = series.classification
+    meta: dict[str, Any] = {
+        "format": "dicom",
+        "modality_source": "dicom",
+        "study_uid": series.study_uid,
+        "series_uid": series.series_uid,
+        "series_key": series.key,
+        "frame_of_reference_uid": series.frame_of_reference_uid,
+        "sop_instance_uids": sops,
+        "frame_numbers": frame_numbers if any(n is not None for n in frame_numbers) else None,
+        "slice_axis": slice_axis,
+        "series_description": series.description,
+        "series_number": series.series_number,
+        "plane": c.plane if c else None,
+        "weighting": c.weighting if c else None,
+        "fat_sat": c.fat_sat if c else None,
+        "kernel": series.header.get("kernel"),
+        "kernel_class": c.kernel_class if c else None,
+        "slice_spacing": spacing,
+        "slice_thickness": frames[0].slice_thickness,
+        "tilt_corrected_deg": series.tilt_deg if tilted else None,
+        "transfer_syntax": series.header.get("transfer_syntax"),
+        "manufacturer": series.header.get("manufacturer"),
+        "warnings": [f.as_dict() for f in series.findings if f.severity == "warning"],
+    }
+    vol = Volume(data, aff, modality, meta)  # type: ignore[arg-type]
+    return vol.to_canonical()

@@ -1,0 +1,159 @@
+"""``open_study``: from a path (DICOM folder or NIfTI file) to role-keyed volumes.
+
+Several studies under one path: the study whose selection fills the most roles is
+taken (ties: more loadable series, then the smaller study key), and a
+``MULTIPLE_STUDIES`` warning names how many were ignored. Processing every study is
+the batch runner's job.
+
+NIfTI input: the single volume gets the role ``ct_axial`` for CT; for MR,
+``mr_<plane>_t2`` where the plane comes from the thickest voxel axis (sagittal when
+isotropic) and T2 is an assumption recorded in ``messages`` (NIfTI carries no
+sequence information). The modality is the ``modality`` argument, else a reported guess.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.io.dicom_load import load_series
+from pipeline.io.discovery import Discovery, discover_all
+from pipeline.io.model import Finding, LoadedStudy
+from pipeline.io.nifti import is_nifti, read_nifti
+from pipeline.io.selection import choose_study, load_rules
+from pipeline.io.volume import Modality, Volume
+
+
+def nifti_role(vol: Volume) -> tuple[str, str]:
+    """Role of a NIfTI volume from its modality and plane, and the reasoning."""
+    if vol.modality == "CT":
+        return "ct_axial", "CT volume: role ct_axial (any plane)"
+    sp = vol.spacing
+    if np.allclose(sp, sp[0], rtol=0.05):
+        plane = "sagittal"
+        why = "isotropic voxels: plane assumed sagittal"
+    else:
+        thick = int(np.argmax(sp))  # canonical axis 0 = L/R, 1 = A/P, 2 = S/I
+        plane = ("sagittal", "coronal", "axial")[thick]
+        why = f"thickest voxel axis {thick} ({sp[thick]:.2f} mm): {plane}"
+    if plane == "coronal":
+        plane = "sagittal"
+        why += " (coronal MR mapped to the sagittal role)"
+    return f"mr_{plane}_t2", f"MR volume, {why}; weighting T2 assumed (NIfTI has no sequence tags)"
+
+
+def _open_nifti(path: Path, modality: Modality | None) -> LoadedStudy:
+    vol = read_nifti(path, modality=modality)
+    role, why = nifti_role(vol)
+    vol.meta["role"] = role
+    msgs = [f"NIfTI {path.name}: modality {vol.modality} ({vol.meta['modality_source']})", why]
+    warnings = []
+    if modality is None:
+        warnings.append(
+            Finding(
+                "MODALITY_GUESSED",
+                "warning",
+                f"modality {vol.modality} guessed from intensities; pass --modality to be sure",
+            )
+        )
+    return LoadedStudy(volumes={role: vol}, study_uid=path.name, warnings=warnings, messages=msgs)
+
+
+def open_study(
+    path: str | Path,
+    modality: Modality | None = None,
+    rules: dict[str, Any] | str | None = None,
+    discovery: Discovery | None = None,
+) -> LoadedStudy:
+    """Open one study: discover, select series by role, load each picked series.
+
+    Parameters
+    ----------
+    path : str or Path
+        DICOM folder / file, or a ``.nii`` / ``.nii.gz`` file.
+    modality : {"CT", "MR"}, optional
+        For NIfTI input (guessed and reported when omitted); for DICOM it restricts the
+        roles loaded to that modality.
+    rules : dict or str, optional
+        Selection rules (default ``configs/series_selection.yaml``).
+    discovery : Discovery, optional
+        A previous :func:`~pipeline.io.discovery.discover_all` result to reuse.
+
+    Raises
+    ------
+    InputError
+        ``INPUT_NOT_FOUND``; ``NO_DICOM_FILES`` (nothing readable as DICOM);
+        ``NO_USABLE_SERIES`` (no series passed the rules and checks, or none decoded).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError("INPUT_NOT_FOUND", f"no such file or folder: {p}")
+    if p.is_file() and is_nifti(p):
+        return _open_nifti(p, modality)
+    doc = load_rules(rules)
+    disc = discovery or discover_all(p, doc)
+    if not disc.studies:
+        codes = sorted({s.code for s in disc.skipped})
+        raise InputError(
+            "NO_DICOM_FILES",
+            f"no DICOM images among {disc.n_files} file(s) under {p.name or p}"
+            + (f" (skipped: {', '.join(codes)})" if codes else ""),
+        )
+    study, sel = choose_study(disc.studies, doc)
+    warnings: list[Finding] = []
+    messages: list[str] = []
+    if len(disc.studies) > 1:
+        warnings.append(
+            Finding(
+                "MULTIPLE_STUDIES",
+                "warning",
+                f"{len(disc.studies)} studies found; using {study.study_uid} "
+                f"({len(sel.picked)} role(s) filled), ignoring the others",
+            )
+        )
+    if disc.skipped:
+        messages.append(f"{len(disc.skipped)} file(s) skipped (not DICOM, DICOMDIR or unreadable)")
+    volumes: dict[str, Volume] = {}
+    for role, series in sel.picked.items():
+        if modality is not None and series.modality != modality:
+            messages.append(f"{role}: skipped, modality {series.modality} not requested")
+            continue
+        try:
+            vol = load_series(series)
+        except InputError as exc:
+            warnings.append(
+                Finding(
+                    exc.code, "warning", f"{role}: series {series.key} not loaded: {exc.message}"
+                )
+            )
+            continue
+        vol.meta["role"] = role
+        volumes[role] = vol
+        warnings.extend(series.warnings)
+        messages.append(
+            f"{role}: series {series.key} '{series.description}' "
+            f"{vol.shape} spacing {np.round(vol.spacing, 3).tolist()} mm"
+        )
+    if not volumes:
+        n = sum(len(st.series) for st in disc.studies)
+        bad = sorted({f.code for st in disc.studies for s in st.series for f in s.errors})
+        raise InputError(
+            "NO_USABLE_SERIES",
+            f"none of {n} series could be used"
+            + (
+                f" (geometry errors: {', '.join(bad)})"
+                if bad
+                else " (no series matched the selection rules)"
+            ),
+        )
+    return LoadedStudy(
+        volumes=volumes,
+        study_uid=study.study_uid,
+        warnings=warnings,
+        messages=messages,
+        selection=sel,
+        studies=disc.studies,
+    )
