@@ -1,0 +1,149 @@
+"""Resampling between voxel grids with exact patient geometry.
+
+Two kinds of grids appear: the source grid of a study, and the *model grid*, which has
+the same direction cosines and extent but isotropic (or other target) spacing. Values
+move between grids by sampling in patient space, so any affine pair works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from pipeline.io.volume import Volume
+
+
+def scaled_grid(
+    affine: npt.NDArray[np.float64], shape: tuple[int, int, int], spacing: float | tuple[float, ...]
+) -> tuple[npt.NDArray[np.float64], tuple[int, int, int]]:
+    """Affine and shape of a grid covering the same extent at another spacing.
+
+    Voxels are treated as boxes: the new grid spans exactly the same box as the old one
+    (the spacing is adjusted by at most half a voxel so that it does).
+    """
+    aff = np.asarray(affine, dtype=np.float64)
+    old = np.linalg.norm(aff[:3, :3], axis=0)
+    target = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+    n_old = np.asarray(shape, dtype=np.float64)
+    n_new = np.maximum(1, np.rint(n_old * old / target)).astype(int)
+    scale = n_old / n_new  # new spacing / old spacing per axis
+    new = aff.copy()
+    new[:3, :3] = aff[:3, :3] * scale
+    new[:3, 3] = aff[:3, 3] + aff[:3, :3] @ (0.5 * scale - 0.5)
+    return new, (int(n_new[0]), int(n_new[1]), int(n_new[2]))
+
+
+def resample_to_spacing(
+    vol: Volume, spacing: float | tuple[float, ...], mode: str = "trilinear"
+) -> Volume:
+    """Resample a volume onto a grid of the given spacing (same directions and extent)."""
+    aff, shape = scaled_grid(vol.affine, vol.shape, spacing)
+    if shape == vol.shape:
+        return Volume(vol.array.astype(np.float32), aff, vol.modality, dict(vol.meta))
+    t = torch.from_numpy(np.ascontiguousarray(vol.array, dtype=np.float32))[None, None]
+    if mode == "nearest":
+        out = F.interpolate(t, size=shape, mode="nearest-exact")
+    else:
+        out = F.interpolate(t, size=shape, mode="trilinear", align_corners=False)
+    return Volume(out[0, 0].numpy(), aff, vol.modality, dict(vol.meta))
+
+
+def _target_to_source_matrix(
+    src_affine: npt.NDArray[np.float64], dst_affine: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """4x4 matrix mapping target voxel indices to source voxel indices."""
+    return np.linalg.inv(np.asarray(src_affine, dtype=np.float64)) @ np.asarray(
+        dst_affine, dtype=np.float64
+    )
+
+
+def sample_tensor_on_grid(
+    data: torch.Tensor,
+    src_affine: npt.NDArray[np.float64],
+    dst_affine: npt.NDArray[np.float64],
+    dst_shape: tuple[int, int, int],
+    reduce: Any = None,
+    mode: str = "bilinear",
+    chunk_voxels: int = 4_000_000,
+) -> torch.Tensor:
+    """Sample a (C, I, J, K) tensor given on ``src_affine`` at every voxel of a target grid.
+
+    Works in chunks along the target's last axis to bound memory. ``reduce``, if given, is
+    applied to each (C, i, j, k) chunk (e.g. ``lambda x: x.argmax(0)``) before the chunks
+    are concatenated, so that full-resolution multi-channel data is never held at once.
+    Points outside the source take the border value (``padding_mode="border"``).
+    """
+    m = torch.as_tensor(
+        _target_to_source_matrix(src_affine, dst_affine), dtype=torch.float32, device=data.device
+    )
+    src_shape = torch.tensor(data.shape[1:], dtype=torch.float32, device=data.device)
+    ni, nj, nk = dst_shape
+    per_k = max(1, chunk_voxels // max(1, ni * nj))
+    ii = torch.arange(ni, dtype=torch.float32, device=data.device)
+    jj = torch.arange(nj, dtype=torch.float32, device=data.device)
+    inp = (
+        data[None].float()
+        if data.dtype not in (torch.float32, torch.float16, torch.bfloat16)
+        else data[None]
+    )
+    out = []
+    for k0 in range(0, nk, per_k):
+        kk = torch.arange(k0, min(nk, k0 + per_k), dtype=torch.float32, device=data.device)
+        gi, gj, gk = torch.meshgrid(ii, jj, kk, indexing="ij")
+        idx = torch.stack([gi, gj, gk], dim=-1) @ m[:3, :3].T + m[:3, 3]
+        # grid_sample with align_corners=True: -1 -> index 0, +1 -> index n-1.
+        norm = 2.0 * idx / torch.clamp(src_shape - 1, min=1.0) - 1.0
+        # grid's last dim is (x, y, z) = (K, J, I) of a (N, C, I, J, K) input.
+        grid = norm.flip(-1)[None].to(inp.dtype)
+        chunk = F.grid_sample(inp, grid, mode=mode, padding_mode="border", align_corners=True)[0]
+        out.append(reduce(chunk) if reduce is not None else chunk)
+    return torch.cat(out, dim=-1)
+
+
+def resample_labels_nearest(
+    labels: npt.NDArray[Any],
+    src_affine: npt.NDArray[np.float64],
+    dst_affine: npt.NDArray[np.float64],
+    dst_shape: tuple[int, int, int],
+    chunk_voxels: int = 8_000_000,
+) -> npt.NDArray[Any]:
+    """Nearest-neighbour resampling of an integer label map onto a target grid.
+
+    Target voxels whose centre falls outside the source grid get 0. When both grids are
+    the same, the labels are returned unchanged (exact geometry, no rounding drift).
+    """
+    src_affine = np.asarray(src_affine, dtype=np.float64)
+    dst_affine = np.asarray(dst_affine, dtype=np.float64)
+    if labels.shape == tuple(dst_shape) and np.allclose(src_affine, dst_affine, atol=1e-4):
+        return labels.copy()
+    m = _target_to_source_matrix(src_affine, dst_affine)
+    # Pure axis permutation/flip/integer shift: index exactly, no interpolation.
+    ni, nj, nk = dst_shape
+    out = np.zeros(dst_shape, dtype=labels.dtype)
+    per_k = max(1, chunk_voxels // max(1, ni * nj))
+    gi, gj = np.meshgrid(np.arange(ni), np.arange(nj), indexing="ij")
+    for k0 in range(0, nk, per_k):
+        k1 = min(nk, k0 + per_k)
+        kk = np.arange(k0, k1)
+        pts = (
+            np.stack(
+                [
+                    np.repeat(gi[..., None], k1 - k0, -1),
+                    np.repeat(gj[..., None], k1 - k0, -1),
+                    np.broadcast_to(kk, (ni, nj, k1 - k0)),
+                ],
+                axis=0,
+            )
+            .reshape(3, -1)
+            .astype(np.float64)
+        )
+        src = m[:3, :3] @ pts + m[:3, 3:4]
+        out[:, :, k0:k1] = ndimage.map_coordinates(
+            labels, np.rint(src), order=0, mode="constant", cval=0, prefilter=False
+        ).reshape(ni, nj, k1 - k0)
+    return out

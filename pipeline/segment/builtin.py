@@ -1,0 +1,207 @@
+"""The ``builtin`` backend: the shipped MONAI model, sliding-window inference.
+
+Flow: canonical volume -> resample to the model spacing (trilinear) -> normalise ->
+sliding-window logits on the model grid -> (a) semantic argmax on the model grid for
+instances and level numbers, (b) logits sampled trilinearly onto the source grid and
+argmax there for smooth full-resolution boundaries -> three label maps on the source grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from pipeline import labels as L
+from pipeline.errors import ConfigError, InputError
+from pipeline.io.volume import Volume
+from pipeline.preprocess import model_input, resample_to_spacing, sample_tensor_on_grid
+from pipeline.segment.model import SEM, ModelCard, derive_maps, load_network, target_to_level
+from pipeline.segment.types import SpineSegmentation
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> first CUDA device if any, else CPU; checks that a named GPU exists."""
+    if device in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(
+            "DEVICE_INVALID", f"{device!r} is not a device (use auto, cpu, cuda or cuda:N)"
+        ) from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "DEVICE_UNAVAILABLE", f"{device} requested but no CUDA GPU is available"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                "DEVICE_UNAVAILABLE",
+                f"{device} requested but only {torch.cuda.device_count()} GPU(s) exist",
+            )
+    elif dev.type != "cpu":
+        raise ConfigError("DEVICE_INVALID", f"unsupported device {device!r}")
+    return dev
+
+
+def autocast_for(device: torch.device, cpu_autocast: str) -> Any:
+    """Mixed precision context: fp16/bf16 on GPU, bf16 on CPU only where the card says it is faster."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    if cpu_autocast == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class BuiltinSegmenter:
+    """The shipped model; build with :meth:`cached` so that weights load once per process."""
+
+    name = "builtin"
+    _cache: ClassVar[dict[tuple[str, str], BuiltinSegmenter]] = {}
+
+    def __init__(self, model: str | Path | None = None, device: str = "auto") -> None:
+        self.card = ModelCard.load(model)
+        self.device = resolve_device(device)
+        t0 = time.perf_counter()
+        self.net = load_network(self.card, self.device)
+        self.load_s = time.perf_counter() - t0
+
+    @classmethod
+    def cached(cls, model: str | Path | None = None, device: str = "auto") -> BuiltinSegmenter:
+        """One instance per (model, device) per process."""
+        key = (str(model or ""), str(resolve_device(device)))
+        if key not in cls._cache:
+            cls._cache[key] = cls(model, device)
+        return cls._cache[key]
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Sliding-window logits (C, I, J, K) for an input (2, I, J, K) on the model grid."""
+        from monai.inferers import sliding_window_inference
+
+        inp = x[None].to(self.device)
+        with autocast_for(self.device, self.card.cpu_autocast):
+            out = sliding_window_inference(
+                inp,
+                roi_size=self.card.roi_size,
+                sw_batch_size=1,
+                predictor=self.net,
+                overlap=0.25,
+                mode="gaussian",
+                padding_mode="replicate",
+            )
+        return out[0].float()
+
+    def segment(self, volume: Volume) -> SpineSegmentation:
+        """Segment one study; the label maps lie on ``volume``'s grid."""
+        if volume.modality not in ("CT", "MR"):
+            raise InputError(
+                "MODALITY_UNSUPPORTED", f"the built-in model reads CT or MR, not {volume.modality}"
+            )
+        if min(volume.shape) < 1 or not np.isfinite(volume.array).all():
+            raise InputError("VOLUME_INVALID", "the image holds no voxels or non-finite values")
+        times: dict[str, float] = {}
+        t = time.perf_counter()
+        src = volume.to_canonical()
+        on_model = resample_to_spacing(src, self.card.spacing_mm)
+        x = model_input(on_model.array, volume.modality)
+        times["preprocess_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        logits = self.logits(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        times["inference_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        nc = len(self.card.classes)
+        sem_m = logits[:nc].argmax(0).to(torch.uint8).cpu().numpy()
+        level_est = target_to_level(logits[nc].cpu().numpy()) if logits.shape[0] > nc else None
+        vert_m, _, parts_m, conf, uncertain, why = derive_maps(sem_m, on_model.affine, level_est)
+        # Level numbers and pedicle sides: dilate one voxel so that source voxels at bone
+        # borders (finer than the model grid) still find a number, then sample nearest.
+        fp = ndimage.generate_binary_structure(3, 1)
+        vert_d = np.where(vert_m > 0, vert_m, ndimage.grey_dilation(vert_m, footprint=fp))
+        parts_d = np.where(parts_m > 0, parts_m, ndimage.grey_dilation(parts_m, footprint=fp))
+        sem_s = (
+            sample_tensor_on_grid(
+                logits,
+                on_model.affine,
+                src.affine,
+                src.shape,
+                reduce=lambda c: c.argmax(0).to(torch.uint8),
+            )
+            .cpu()
+            .numpy()
+        )
+        near = (
+            sample_tensor_on_grid(
+                torch.from_numpy(np.stack([vert_d, parts_d]).astype(np.float32)).to(self.device),
+                on_model.affine,
+                src.affine,
+                src.shape,
+                mode="nearest",
+                reduce=lambda c: c.to(torch.int16),
+            )
+            .cpu()
+            .numpy()
+        )
+        vert_s, side_s = near[0], near[1]
+        bone = np.isin(
+            sem_s, [SEM["body"], SEM["pedicle"], SEM["posterior"], SEM["lytic"], SEM["blastic"]]
+        )
+        vertebrae = np.where(bone, vert_s, 0).astype(np.int16)
+        vertebrae[sem_s == SEM["sacrum"]] = 26
+        structures = np.zeros(src.shape, np.int16)
+        for name, code in (
+            ("sac", L.SAC),
+            ("cord", L.CORD),
+            ("epidural", L.EPIDURAL),
+            ("lytic", L.LYTIC),
+            ("blastic", L.BLASTIC),
+            ("disc", L.DISC),
+        ):
+            structures[sem_s == SEM[name]] = code
+        parts = np.zeros(src.shape, np.int16)
+        parts[sem_s == SEM["body"]] = L.BODY
+        parts[sem_s == SEM["posterior"]] = L.POSTERIOR
+        lesion = (sem_s == SEM["lytic"]) | (sem_s == SEM["blastic"])
+        parts[lesion] = np.where(side_s[lesion] == L.BODY, L.BODY, L.POSTERIOR)
+        ped = sem_s == SEM["pedicle"]
+        parts[ped] = np.where(
+            np.isin(side_s[ped], (L.PEDICLE_L, L.PEDICLE_R)), side_s[ped], L.POSTERIOR
+        )
+        parts[vertebrae == 0] = 0
+        times["postprocess_s"] = time.perf_counter() - t
+        # Back to the caller's array order if the input was not canonical.
+        maps = [
+            Volume(a, src.affine.copy(), volume.modality, {"labels": n})
+            for a, n in ((vertebrae, "vertebrae"), (structures, "structures"), (parts, "parts"))
+        ]
+        if not np.allclose(src.affine, volume.affine):
+            maps = [_to_grid_of(m, volume) for m in maps]
+        meta = {
+            "backend": "builtin",
+            "model": self.card.name,
+            "device": str(self.device),
+            "precision": "autocast"
+            if (self.device.type == "cuda" or self.card.cpu_autocast == "bf16")
+            else "fp32",
+            "model_grid": list(on_model.shape),
+            "timings": {k: round(v, 3) for k, v in times.items()},
+            "numbering": why,
+            "warnings": [why] if uncertain else [],
+        }
+        return SpineSegmentation(maps[0], maps[1], maps[2], conf, uncertain, meta)
+
+
+def _to_grid_of(labels: Volume, volume: Volume) -> Volume:
+    from pipeline.preprocess import resample_labels_nearest
+
+    arr = resample_labels_nearest(labels.array, labels.affine, volume.affine, volume.shape)
+    return Volume(arr, volume.affine.copy(), volume.modality, dict(labels.meta))

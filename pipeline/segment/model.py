@@ -1,0 +1,241 @@
+"""The built-in model: semantic classes, network construction, card and weights I/O.
+
+Design (see the model card): one network for CT and MR (a CT-flag input channel) predicts
+a small set of *semantic* classes; vertebra level numbers are derived afterwards from
+instances along the column (:mod:`pipeline.segment.levels`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from scipy import ndimage
+
+from pipeline import labels as L
+from pipeline.errors import ConfigError
+from pipeline.paths import load_yaml, models_dir
+
+SEMANTIC_CLASSES: tuple[str, ...] = (
+    "background",
+    "body",
+    "pedicle",
+    "posterior",
+    "disc",
+    "sac",
+    "cord",
+    "epidural",
+    "lytic",
+    "blastic",
+    "sacrum",
+)
+SEM = {name: i for i, name in enumerate(SEMANTIC_CLASSES)}
+DEFAULT_MODEL = "spinemet-unet-2mm"
+#: The network has one output channel more than classes: a regression of the column
+#: position of the vertebra each bone voxel belongs to (learned level estimate).
+LEVEL_CHANNEL = len(SEMANTIC_CLASSES)
+_POSITION = {28: 19.5, 25: 24.5, 26: 25.0}
+
+
+def column_position(number: int) -> float:
+    """VerSe number -> position along the column (T13 and L6 sit between their neighbours)."""
+    return _POSITION.get(int(number), float(number))
+
+
+def level_to_target(position: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Column position -> regression target (about -2..2 over C1..S)."""
+    return ((np.asarray(position, dtype=np.float32) - 13.0) / 6.0).astype(np.float32)
+
+
+def target_to_level(t: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Inverse of :func:`level_to_target`."""
+    return np.asarray(t, dtype=np.float64) * 6.0 + 13.0
+
+
+def level_position_map(vertebrae: npt.NDArray[np.integer]) -> npt.NDArray[np.float32]:
+    """Per-voxel column position of the vertebra (0 outside vertebrae)."""
+    lut = np.zeros(max(29, int(vertebrae.max()) + 1), np.float32)
+    for n in range(1, 29):
+        lut[n] = column_position(n)
+    return lut[np.clip(vertebrae, 0, None)]
+
+
+def semantic_from_truth(
+    vertebrae: npt.NDArray[np.integer],
+    structures: npt.NDArray[np.integer],
+    parts: npt.NDArray[np.integer],
+) -> npt.NDArray[np.uint8]:
+    """Training target: our three label maps collapsed to the model's semantic classes.
+
+    Vertebra voxels take their part (body / pedicle / posterior); vertebra voxels without a
+    part become body. Structures are painted over bone-free voxels, lesions over bone.
+    """
+    sem = np.zeros(vertebrae.shape, np.uint8)
+    vert = (vertebrae > 0) & (vertebrae != 26)
+    sem[vert] = SEM["body"]
+    sem[vert & np.isin(parts, (L.PEDICLE_L, L.PEDICLE_R))] = SEM["pedicle"]
+    sem[vert & (parts == L.POSTERIOR)] = SEM["posterior"]
+    sem[vertebrae == 26] = SEM["sacrum"]
+    for code, name in (
+        (L.DISC, "disc"),
+        (L.SAC, "sac"),
+        (L.CORD, "cord"),
+        (L.EPIDURAL, "epidural"),
+    ):
+        sem[structures == code] = SEM[name]
+    sem[structures == L.LYTIC] = SEM["lytic"]
+    sem[structures == L.BLASTIC] = SEM["blastic"]
+    return sem
+
+
+@dataclass
+class ModelCard:
+    """What the code needs from a model card (the YAML holds more, for people)."""
+
+    name: str
+    folder: Path
+    architecture: dict[str, Any]
+    classes: tuple[str, ...]
+    spacing_mm: tuple[float, float, float]
+    patch_size: tuple[int, int, int]
+    roi_size: tuple[int, int, int]
+    cpu_autocast: str
+    weights: str
+    sha256: str | None
+    raw: dict[str, Any]
+
+    @classmethod
+    def load(cls, name_or_path: str | Path | None = None) -> ModelCard:
+        """Load ``models/<name>/card.yaml`` (or a folder / card path)."""
+        p = Path(name_or_path) if name_or_path else models_dir() / DEFAULT_MODEL
+        if not p.exists() and name_or_path is not None and not Path(name_or_path).is_absolute():
+            p = models_dir() / str(name_or_path)
+        card_path = p / "card.yaml" if p.is_dir() else p
+        if not card_path.exists():
+            raise ConfigError("MODEL_NOT_FOUND", f"no model card at {card_path}")
+        raw = load_yaml(card_path)
+        try:
+            return cls(
+                name=str(raw["name"]),
+                folder=card_path.parent,
+                architecture=dict(raw["architecture"]),
+                classes=tuple(raw["classes"]),
+                spacing_mm=tuple(float(s) for s in raw["spacing_mm"]),  # type: ignore[arg-type]
+                patch_size=tuple(int(s) for s in raw["patch_size"]),  # type: ignore[arg-type]
+                roi_size=tuple(
+                    int(s) for s in raw.get("inference", {}).get("roi_size", raw["patch_size"])
+                ),  # type: ignore[arg-type]
+                cpu_autocast=str(raw.get("inference", {}).get("cpu_autocast", "none")),
+                weights=str(raw.get("weights", "model.safetensors")),
+                sha256=raw.get("sha256"),
+                raw=raw,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                "MODEL_CARD_INVALID", f"{card_path} lacks or mis-states {exc}"
+            ) from exc
+
+
+def build_network(arch: dict[str, Any]) -> torch.nn.Module:
+    """Build the network the card names (MONAI UNet or DynUNet)."""
+    from monai.networks.nets import UNet
+
+    kind = arch.get("type", "monai.networks.nets.UNet")
+    params = {k: v for k, v in arch.items() if k != "type"}
+    if kind.endswith("UNet") and "DynUNet" not in kind:
+        for key in ("channels", "strides"):
+            params[key] = tuple(params[key])
+        return UNet(**params)
+    raise ConfigError("MODEL_ARCH_UNKNOWN", f"unsupported architecture {kind!r}")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (the card pins the weights it was measured with)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_network(card: ModelCard, device: torch.device) -> torch.nn.Module:
+    """Build the network and load its safetensors weights (checked against the card)."""
+    from safetensors.torch import load_file
+
+    wpath = card.folder / card.weights
+    if not wpath.exists():
+        raise ConfigError("MODEL_WEIGHTS_MISSING", f"weights file {wpath} not found")
+    if card.sha256 and file_sha256(wpath) != card.sha256:
+        raise ConfigError(
+            "MODEL_WEIGHTS_MISMATCH", f"{wpath.name} does not match the sha256 in its card"
+        )
+    net = build_network(card.architecture)
+    state = load_file(str(wpath), device="cpu")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(
+            "MODEL_WEIGHTS_MISMATCH", f"weights do not fit the card's architecture: {exc}"
+        ) from exc
+    return net.to(device).eval()
+
+
+def derive_maps(
+    sem: npt.NDArray[np.integer],
+    affine: npt.NDArray[np.float64],
+    level_estimate: npt.NDArray[np.floating] | None = None,
+) -> tuple[
+    npt.NDArray[np.int16], npt.NDArray[np.int16], npt.NDArray[np.int16], dict[str, float], bool, str
+]:
+    """Our three label maps from a semantic map (VerSe numbers via :mod:`levels`).
+
+    ``level_estimate`` is the network's per-voxel column position (see
+    :func:`column_position`), used to number the column when no sacrum is in view.
+    Returns vertebrae, structures, parts, level confidence, numbering_uncertain, reason.
+    """
+    from pipeline.segment.levels import (
+        body_instances,
+        grow_labels,
+        number_instances,
+        split_pedicles,
+    )
+
+    lesion = (sem == SEM["lytic"]) | (sem == SEM["blastic"])
+    body = sem == SEM["body"]
+    bone = body | lesion | (sem == SEM["pedicle"]) | (sem == SEM["posterior"])
+    near_body = ndimage.binary_dilation(body, iterations=2)
+    body_like = body | (lesion & near_body)
+    inst = body_instances(body_like, affine)
+    inst = grow_labels(inst, bone)
+    sacrum = sem == SEM["sacrum"]
+    numbers, conf, uncertain, why = number_instances(
+        inst, affine, sacrum=sacrum, body=body_like, position=level_estimate
+    )
+    lut = np.zeros(int(inst.max()) + 1, np.int16)
+    for i, v in numbers.items():
+        lut[i] = v
+    vert = lut[inst]
+    vert[sacrum] = 26
+    structures = np.zeros(sem.shape, np.int16)
+    for name, code in (
+        ("sac", L.SAC),
+        ("cord", L.CORD),
+        ("epidural", L.EPIDURAL),
+        ("lytic", L.LYTIC),
+        ("blastic", L.BLASTIC),
+        ("disc", L.DISC),
+    ):
+        structures[sem == SEM[name]] = code
+    parts = np.zeros(sem.shape, np.int16)
+    parts[body_like] = L.BODY
+    parts[(sem == SEM["posterior"]) | (lesion & ~body_like)] = L.POSTERIOR
+    ped = sem == SEM["pedicle"]
+    parts[ped] = split_pedicles(ped, vert, body_like, affine)[ped]
+    parts[vert == 0] = 0
+    confidence = {L.level_name(numbers[i]): conf[i] for i in numbers}
+    return vert, structures, parts, confidence, uncertain, why

@@ -1,0 +1,73 @@
+"""Training configuration (YAML in ``configs/train*.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.paths import PROJECT_ROOT, load_yaml
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run (seeded, so it can be rerun)."""
+
+    name: str = "spinemet-unet-2mm"
+    run_dir: str = "runs/spinemet-unet-2mm"
+    cache_dir: str = "runs/cache-2mm"
+    export_dir: str = "models/spinemet-unet-2mm"
+    spacing_mm: float = 2.0
+    patch_size: int = 64
+    roi_size: int = 96
+    batch_size: int = 2
+    steps: int = 4000
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+    num_threads: int = 1
+    cpu_autocast: str = "none"
+    ckpt_every: int = 100
+    log_every: int = 20
+    val_every: int = 500
+    val_cases: int = 4
+    foreground_crop_prob: float = 0.9
+    level_loss_weight: float = 1.0
+    architecture: dict[str, Any] = field(
+        default_factory=lambda: {
+            "type": "monai.networks.nets.UNet",
+            "spatial_dims": 3,
+            "in_channels": 2,
+            "out_channels": 12,
+            "channels": [16, 32, 64, 128, 256],
+            "strides": [2, 2, 2, 2],
+            "num_res_units": 1,
+            "norm": "instance",
+        }
+    )
+    # Cache contents (synthetic pairs; train and validation seeds never overlap).
+    train_seeds: list[int] = field(default_factory=lambda: [0, 160])
+    val_seeds: list[int] = field(default_factory=lambda: [100000, 100008])
+    modalities: list[str] = field(default_factory=lambda: ["CT", "MR"])
+    real_data: list[str] = field(default_factory=list)
+
+    def path(self, attr: str) -> Path:
+        """Resolve a path field relative to the project root."""
+        p = Path(getattr(self, attr))
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for the card and logs)."""
+        return asdict(self)
+
+
+def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Read a training YAML (default ``configs/train.yaml``) and apply overrides."""
+    raw = load_yaml(path or "train.yaml") or {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError("TRAIN_CONFIG_INVALID", f"unknown training options: {', '.join(unknown)}")
+    return TrainConfig(**raw)

@@ -1,0 +1,292 @@
+"""The training loop: random patches from the cache, DiceCE, AdamW, poly LR, resumable.
+
+Reproducible: the patch sampler's generator is seeded by ``(seed, step)``, so a run resumed
+from a checkpoint draws the same patches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from pipeline.segment.model import LEVEL_CHANNEL, SEMANTIC_CLASSES, build_network, level_to_target
+from pipeline.train.cache import load_case
+from pipeline.train.config import TrainConfig
+
+Case = dict[str, npt.NDArray[Any]]
+
+
+def _pad_to(a: npt.NDArray[Any], size: int, value: float) -> npt.NDArray[Any]:
+    pads = [(0, max(0, size - s)) for s in a.shape]
+    return np.pad(a, pads, constant_values=value) if any(p[1] for p in pads) else a
+
+
+def sample_patch(
+    case: Case, size: int, rng: np.random.Generator, fg_prob: float
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """One (2, s, s, s) input patch, its (1, s, s, s) class target and level target.
+
+    The level target is :func:`level_to_target` on vertebra voxels and NaN elsewhere
+    (masked out of the loss).
+
+    With probability ``fg_prob`` the patch is centred (with jitter) on a voxel of a class
+    drawn uniformly among the classes present, so rare classes (cord, tumour) are seen
+    as often as bone.
+    """
+    img = case["image"].astype(np.float32)
+    sem = case["sem"]
+    lo = float(img.min())
+    lev = case["level"].astype(np.float32) if "level" in case else np.zeros(sem.shape, np.float32)
+    img, sem, lev = _pad_to(img, size, lo), _pad_to(sem, size, 0), _pad_to(lev, size, 0)
+    shape = np.array(img.shape)
+    if rng.random() < fg_prob:
+        present = [c for c in np.unique(sem[::2, ::2, ::2]) if c > 0]
+        if present:
+            c = present[int(rng.integers(len(present)))]
+            idx = np.argwhere(sem[::2, ::2, ::2] == c) * 2
+            centre = idx[int(rng.integers(len(idx)))] + rng.integers(-size // 4, size // 4 + 1, 3)
+        else:
+            centre = rng.integers(0, shape)
+    else:
+        centre = rng.integers(0, shape)
+    start = np.clip(centre - size // 2, 0, shape - size)
+    sl = tuple(slice(int(s), int(s) + size) for s in start)
+    x, y, lv = img[sl].copy(), sem[sl].astype(np.int64), lev[sl]
+    if rng.random() < 0.5:  # left-right mirror: our classes are side-free (pedicle L/R comes later)
+        x, y, lv = x[::-1].copy(), y[::-1].copy(), lv[::-1].copy()
+    lt = np.where(lv > 0, level_to_target(lv), np.nan).astype(np.float32)
+    is_ct = bool(case["ct"])
+    a, b = rng.uniform(0.85, 1.15), rng.uniform(-0.1, 0.1)
+    if not is_ct and rng.random() < 0.5:
+        x = (np.sign(x) * np.abs(x) ** rng.uniform(0.7, 1.5)).astype(np.float32)
+    x = x * a + b + rng.normal(0, rng.uniform(0, 0.05), x.shape).astype(np.float32)
+    inp = np.stack([x, np.full_like(x, 1.0 if is_ct else 0.0)]).astype(np.float32)
+    return inp, y[None], lt[None]
+
+
+def _dice_per_class(pred: npt.NDArray[Any], ref: npt.NDArray[Any], n: int) -> list[float]:
+    out = []
+    for c in range(1, n):
+        p, r = pred == c, ref == c
+        denom = p.sum() + r.sum()
+        out.append(float(2 * (p & r).sum() / denom) if denom else math.nan)
+    return out
+
+
+def validate(net: torch.nn.Module, cases: list[Case], roi: int, autocast: Any) -> dict[str, float]:
+    """Mean Dice per semantic class over the validation cases (model grid)."""
+    from monai.inferers import sliding_window_inference
+
+    net.eval()
+    scores: list[list[float]] = []
+    level_err: list[float] = []
+    with torch.inference_mode():
+        for case in cases:
+            x = torch.from_numpy(
+                np.stack(
+                    [
+                        case["image"].astype(np.float32),
+                        np.full(case["image"].shape, float(bool(case["ct"])), np.float32),
+                    ]
+                )
+            )[None]
+            with autocast():
+                logits: Any = sliding_window_inference(
+                    x, (roi,) * 3, 1, net, overlap=0.25, mode="gaussian"
+                )
+            nc = len(SEMANTIC_CLASSES)
+            scores.append(_dice_per_class(logits[0, :nc].argmax(0).numpy(), case["sem"], nc))
+            if "level" in case and logits.shape[1] > nc:
+                lv = case["level"].astype(np.float32)
+                est = logits[0, LEVEL_CHANNEL].float().numpy() * 6.0 + 13.0
+                m = lv > 0
+                level_err.append(float(np.mean(np.abs(est[m] - lv[m]))) if m.any() else math.nan)
+    net.train()
+    arr = np.array(scores, dtype=float)
+    with np.errstate(all="ignore"):
+        means = np.nanmean(arr, axis=0) if len(arr) else []
+    out = {name: round(float(v), 4) for name, v in zip(SEMANTIC_CLASSES[1:], means, strict=False)}
+    if level_err:
+        out["level_mae_voxelwise"] = round(float(np.nanmean(level_err)), 3)
+    return out
+
+
+def _autocast(cfg: TrainConfig) -> Callable[[], Any]:
+    import contextlib
+
+    if torch.cuda.is_available():
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    if cfg.cpu_autocast == "bf16":
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def train(
+    cfg: TrainConfig, log: Callable[[str], None] = print, max_steps: int | None = None
+) -> Path:
+    """Train (or resume) and export the model; returns the export folder.
+
+    ``max_steps`` stops this call early (the run resumes later from its checkpoint).
+    """
+    from monai.losses import DiceCELoss
+
+    torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    run = cfg.path("run_dir")
+    run.mkdir(parents=True, exist_ok=True)
+    cache = cfg.path("cache_dir")
+    train_files = sorted((cache / "train").glob("*.npz"))
+    val_files = sorted((cache / "val").glob("*.npz"))[: cfg.val_cases]
+    if not train_files:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(
+            "TRAIN_CACHE_EMPTY",
+            f"no training cases in {cache / 'train'} (run spinemet train --build-cache)",
+        )
+    cases = [load_case(p) for p in train_files]
+    val = [load_case(p) for p in val_files]
+    log(f"{len(cases)} training cases, {len(val)} validation cases, device {device}")
+    net = build_network(cfg.architecture).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    ckpt = run / "checkpoint.pt"
+    step = 0
+    history: list[dict[str, Any]] = []
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        step = int(state["step"])
+        log(f"resumed from step {step}")
+    metrics_log = run / "metrics.jsonl"
+    autocast = _autocast(cfg)
+    stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
+    t0, running = time.perf_counter(), []
+    net.train()
+    while step < stop:
+        rng = np.random.default_rng([cfg.seed, step])
+        batch = [
+            sample_patch(
+                cases[int(rng.integers(len(cases)))], cfg.patch_size, rng, cfg.foreground_crop_prob
+            )
+            for _ in range(cfg.batch_size)
+        ]
+        x = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
+        y = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)
+        lt = torch.from_numpy(np.stack([b[2] for b in batch])).to(device)
+        lr = cfg.lr * (1 - step / cfg.steps) ** 0.9
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with autocast():
+            out = net(x)
+        out = out.float()
+        loss = loss_fn(out[:, :LEVEL_CHANNEL], y)
+        mask = ~torch.isnan(lt)
+        if mask.any():
+            reg = torch.nn.functional.smooth_l1_loss(
+                out[:, LEVEL_CHANNEL : LEVEL_CHANNEL + 1][mask], lt[mask], beta=0.1
+            )
+            loss = loss + cfg.level_loss_weight * reg
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        running.append(loss.item())
+        if step % cfg.log_every == 0 or step == stop:
+            rec = {
+                "step": step,
+                "loss": round(float(np.mean(running)), 4),
+                "lr": round(lr, 6),
+                "s_per_step": round((time.perf_counter() - t0) / len(running), 3),
+            }
+            running, t0 = [], time.perf_counter()
+            log(json.dumps(rec))
+            with open(metrics_log, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+        if step % cfg.ckpt_every == 0 or step == stop:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "step": step}, tmp)
+            tmp.replace(ckpt)
+        if val and (step % cfg.val_every == 0 or step == cfg.steps):
+            dice = validate(net, val, cfg.roi_size, autocast)
+            rec2 = {"step": step, "val_dice": dice}
+            history.append(rec2)
+            log(json.dumps(rec2))
+            with open(metrics_log, "a") as fh:
+                fh.write(json.dumps(rec2) + "\n")
+    return export(cfg, net, step, run)
+
+
+def export(cfg: TrainConfig, net: torch.nn.Module, step: int, run: Path) -> Path:
+    """Write ``model.safetensors`` and ``card.yaml`` into the export folder."""
+    import yaml
+    from safetensors.torch import save_file
+
+    from pipeline.segment.model import file_sha256
+
+    out = cfg.path("export_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    wpath = out / "model.safetensors"
+    save_file(
+        {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}, str(wpath)
+    )
+    val = []
+    mpath = run / "metrics.jsonl"
+    if mpath.exists():
+        val = [json.loads(line) for line in mpath.read_text().splitlines() if "val_dice" in line]
+    card_path = out / "card.yaml"
+    old = yaml.safe_load(card_path.read_text()) if card_path.exists() else {}
+    card = {
+        "name": cfg.name,
+        "version": 1,
+        "weights": wpath.name,
+        "sha256": file_sha256(wpath),
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        "architecture": cfg.architecture,
+        "classes": list(SEMANTIC_CLASSES),
+        "level_channel": LEVEL_CHANNEL,
+        "level_channel_meaning": "column position (C1=1..L5=24, T13=19.5, L6=24.5, sacrum=25) = 6 * output + 13",
+        "input": {
+            "channels": ["intensity", "ct_flag"],
+            "modalities": ["CT", "MR"],
+            "orientation": "canonical (axis0 ~ +L, axis1 ~ +P, axis2 ~ +S), see pipeline.io.volume",
+            "normalisation": {
+                "CT": "HU clipped to [-1000, 2000], divided by 1000",
+                "MR": "(x - p0.5) / (p99.5 - p0.5), clipped to [-0.5, 1.5]",
+            },
+        },
+        "spacing_mm": [cfg.spacing_mm] * 3,
+        "patch_size": [cfg.patch_size] * 3,
+        "inference": {
+            "roi_size": [cfg.roi_size] * 3,
+            "overlap": 0.25,
+            "mode": "gaussian",
+            "cpu_autocast": cfg.cpu_autocast,
+        },
+        "levels": (
+            "semantic classes only; vertebra levels from body instances ordered along the column, "
+            "counted up from the sacrum when visible, else estimated from body widths "
+            "(numbering_uncertain) - see pipeline.segment.levels"
+        ),
+        "training": {
+            "recipe": "pipeline.train (spinemet train)",
+            "config": cfg.to_dict(),
+            "steps_done": step,
+            "data": "synthetic studies from pipeline.synth (domain-randomised CT and MR), seeds in train_seeds",
+            "validation_dice_model_grid": val[-1]["val_dice"] if val else None,
+        },
+        "metrics": old.get("metrics", {}),
+        "license": "Apache-2.0 (trained on generated data only)",
+    }
+    card_path.write_text(yaml.safe_dump(card, sort_keys=False))
+    return out
