@@ -20,6 +20,7 @@ from pipeline.errors import SpinemetError
 
 # Subcommand modules, in help order. Add a module here to add a subcommand.
 SUBCOMMANDS: tuple[str, ...] = (
+    "pipeline.cli.inspect_cmd",
 )
 
 

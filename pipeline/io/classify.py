@@ -23,7 +23,7 @@ TEXT_WEIGHTING: list[tuple[str, str]] = [
     ("PD", r"\bpd\b|\bpdw|proton[ _-]?dens"),
 ]
 FAT_SAT = (
-    r"\bfs\b|fat[ _-]?sat|\bspair\b|\bspir\b|\bfatsat|_fs\b|[ _-]fs[ _-]|dixon.*w(ater)?\b|\bw\b"
+    r"\bfs\b|fat[ _-]?sat|\bspair\b|\bspir\b|\bfatsat|_fs\b|[ _-]fs[ _-]|dixon[ _-]?w(ater)?\b"
 )
 
 
@@ -55,7 +55,8 @@ def mr_weighting(h: dict[str, Any]) -> tuple[str, bool, list[str]]:
             "T2": "T2",
             "PROTON_DENSITY": "PD",
             "DIFFUSION": "DWI",
-            "FLAIR": "FLAIR",
+            "FLUID_ATTENUATED": "FLAIR",
+            "STIR": "STIR",
         }
         if ac in mapping:
             by_text = mapping[ac]

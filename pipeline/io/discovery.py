@@ -142,10 +142,10 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
     non_image: dict[tuple[str, str], list[tuple[Path, str, dict[str, Any], dict[str, Any]]]] = (
         defaultdict(list)
     )
-    truncated: dict[tuple[str, str], int] = defaultdict(int)
+    truncated: set[Path] = set()
     for f in files:
         try:
-            ds = read_header(f)
+            ds, tail = read_header(f)
         except HeaderError as exc:
             result.skipped.append(SkippedFile(f, exc.reason, exc.code))
             continue
@@ -165,12 +165,11 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
             continue
         header = series_header(ds)
         expected = expected_pixel_bytes(ds)
-        if expected is not None:
-            try:
-                if f.stat().st_size < expected:
-                    truncated[(study_key, series_key)] += 1
-            except OSError:
-                pass
+        if tail == 0:
+            non_image[(study_key, series_key)].append((f, "no pixel data", ident, header))
+            continue
+        if expected is not None and tail < expected + 8:  # 8: smallest element header
+            truncated.add(f)
         try:
             frames = frames_from_header(ds, f)
         except Exception as exc:  # noqa: BLE001 - malformed functional groups
@@ -186,7 +185,7 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
     studies: dict[str, Study] = {}
     for (study_key, series_key), items in groups.items():
         st = studies.setdefault(study_key, Study(study_uid=study_key))
-        for s in _build_series(series_key, items, cfg, truncated.get((study_key, series_key), 0)):
+        for s in _build_series(series_key, items, cfg, truncated):
             st.series.append(s)
     for (study_key, series_key), objs in non_image.items():
         st = studies.setdefault(study_key, Study(study_uid=study_key))
@@ -214,7 +213,7 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
 
 
 def _build_series(
-    series_key: str, items: list[_Item], cfg: dict[str, Any], n_truncated: int
+    series_key: str, items: list[_Item], cfg: dict[str, Any], truncated: set[Path]
 ) -> list[Series]:
     """Split one series key's frames into single-geometry stacks and check each."""
     frames, dup_findings = dedupe([it.frame for it in items])
@@ -237,20 +236,22 @@ def _build_series(
             fr.stack_id,
         )
         sub[k].append(fr)
+    # Orientations across the whole series key (sub-groups may already separate them).
+    with_any = [f for f in frames if f.orientation is not None]
+    n_ori = len(cluster_orientations(with_any, cfg["orientation_tol"])) if with_any else 0
+    mixed = None
+    if n_ori > 1:
+        mixed = Finding(
+            "MIXED_ORIENTATIONS",
+            "warning",
+            f"series held {n_ori} orientations; split, each orientation checked alone",
+        )
     stacks: list[tuple[list[Frame], list[Finding]]] = []
     for members in sub.values():
         with_ori = [f for f in members if f.orientation is not None]
         without = [f for f in members if f.orientation is None]
         clusters = cluster_orientations(with_ori, cfg["orientation_tol"]) if with_ori else []
-        extra: list[Finding] = []
-        if len(clusters) > 1:
-            extra.append(
-                Finding(
-                    "MIXED_ORIENTATIONS",
-                    "warning",
-                    f"series held {len(clusters)} orientations; split, each checked alone",
-                )
-            )
+        extra: list[Finding] = [mixed] if mixed else []
         for cl in clusters:
             reps = split_repeats(cl, cfg)
             if reps is not None:
@@ -280,6 +281,7 @@ def _build_series(
                     f"({it.header['photometric'] or '?'}): not a grey-scale image",
                 ),
             )
+        n_truncated = len({f.path for f in stack} & truncated)
         if n_truncated:
             findings.insert(
                 0,

@@ -21,6 +21,9 @@ REPEATED_POSITIONS        warning   every position occurs N times (several acqui
                                     under one series): split into N stacks
 DUPLICATE_INSTANCES       warning   the same instance (SOP UID, frame) found twice; one kept
 THICKNESS_NE_SPACING      info      SliceThickness differs from the spacing of positions
+SINGLE_SLICE              info      one image loaded as a one-slice volume (only when
+                                    ``min_slices`` is set to 1)
+TRUNCATED_FILE            error     a file is shorter than its uncompressed pixel data
 ========================  ========  =====================================================
 
 Gaps, duplicates and irregular spacing are refused rather than interpolated: a
@@ -208,8 +211,14 @@ def check_stack(frames: list[Frame], cfg: dict[str, Any] | None = None) -> Stack
                 "for a volume",
             )
         )
-    if dup or len(frames) < 2:
+    if dup or n_distinct < c["min_slices"]:
         return StackGeometry(frames, findings)
+    if len(frames) == 1:  # allowed only when min_slices <= 1 (e.g. codec tests)
+        thick = frames[0].slice_thickness or 1.0
+        findings.append(
+            Finding("SINGLE_SLICE", "info", f"one slice; SliceThickness {thick:g} mm used as depth")
+        )
+        return StackGeometry(frames, findings, spacing=thick, tilt_deg=0.0)
 
     spacing = float(np.median(diffs))
     tol = max(c["spacing_abs_tol_mm"], c["spacing_rel_tol"] * spacing)

@@ -62,8 +62,16 @@ def _looks_like_raw_dataset(path: Path) -> bool:
     return group in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
 
 
-def read_header(path: Path) -> Dataset:
+def read_header(path: Path) -> tuple[Dataset, int]:
     """Read one file's header (no pixel data).
+
+    Returns
+    -------
+    ds : Dataset
+        The header, without Pixel Data.
+    tail : int
+        Bytes from the start of the Pixel Data element to the end of the file (0 when
+        the file has no pixel data); used to spot truncated files without reading pixels.
 
     Raises
     ------
@@ -71,27 +79,28 @@ def read_header(path: Path) -> Dataset:
         ``NOT_DICOM`` (no DICOM preamble and no data set at the start),
         ``DICOM_UNREADABLE`` (a header that cannot be parsed, e.g. truncated).
     """
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError:
-        if not _looks_like_raw_dataset(path):
-            raise HeaderError("NOT_DICOM", "no DICOM preamble or data set") from None
-    except (OSError, EOFError) as exc:
-        raise HeaderError("DICOM_UNREADABLE", f"cannot read file ({type(exc).__name__})") from exc
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt headers
-        raise HeaderError(
-            "DICOM_UNREADABLE", f"corrupt DICOM header ({type(exc).__name__})"
-        ) from exc
-    # Header-less ("raw") data set: parse with force, keep it only if it is clearly DICOM.
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    except Exception as exc:  # noqa: BLE001
-        raise HeaderError(
-            "DICOM_UNREADABLE", f"corrupt DICOM data set ({type(exc).__name__})"
-        ) from exc
-    if "SOPClassUID" not in ds and "Modality" not in ds:
+    force = False
+    for attempt in range(2):
+        try:
+            with open(path, "rb") as fh:
+                ds = pydicom.dcmread(fh, stop_before_pixels=True, force=force)
+                tail = path.stat().st_size - fh.tell()
+            break
+        except InvalidDicomError:
+            if attempt or not _looks_like_raw_dataset(path):
+                raise HeaderError("NOT_DICOM", "no DICOM preamble or data set") from None
+            force = True  # header-less ("raw") data set: parse it, keep it if clearly DICOM
+        except (OSError, EOFError) as exc:
+            raise HeaderError(
+                "DICOM_UNREADABLE", f"cannot read file ({type(exc).__name__})"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt headers
+            raise HeaderError(
+                "DICOM_UNREADABLE", f"corrupt DICOM header ({type(exc).__name__})"
+            ) from exc
+    if force and "SOPClassUID" not in ds and "Modality" not in ds:
         raise HeaderError("NOT_DICOM", "data set without SOP class or modality")
-    return ds
+    return ds, tail
 
 
 def _str(ds: Dataset, keyword: str) -> str:
@@ -178,6 +187,13 @@ def series_header(ds: Dataset) -> dict[str, Any]:
         "bits_allocated": _int(ds.get("BitsAllocated")),
         "number_of_frames": _int(ds.get("NumberOfFrames")) or 1,
     }
+    if not h["acquisition_contrast"]:
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+        for parent in (shared, per_frame[0] if per_frame else None):
+            ftype = _first(parent, "MRImageFrameTypeSequence")
+            if ftype is not None and ftype.get("AcquisitionContrast"):
+                h["acquisition_contrast"] = _str(ftype, "AcquisitionContrast")
+                break
     # Enhanced MR keeps timing in functional groups.
     if shared is not None:
         timing = _first(shared, "MRTimingAndRelatedParametersSequence")
