@@ -21,6 +21,8 @@ from pipeline.errors import SpinemetError
 # Subcommand modules, in help order. Add a module here to add a subcommand.
 SUBCOMMANDS: tuple[str, ...] = (
     "pipeline.cli.inspect_cmd",
+    "pipeline.cli.segment_cmd",
+    "pipeline.cli.train_cmd",
 )
 
 

@@ -174,6 +174,14 @@ def train(
     t0, running = time.perf_counter(), []
     net.train()
     while step < stop:
+        if step % 100 == 0 and step:
+            # The cache may still be growing (rendered by a parallel job): pick up new cases.
+            more = sorted((cache / "train").glob("*.npz"))
+            if len(more) > len(train_files):
+                known = set(train_files)
+                cases += [load_case(p) for p in more if p not in known]
+                train_files = more
+                log(f"{len(cases)} training cases")
         rng = np.random.default_rng([cfg.seed, step])
         batch = [
             sample_patch(
@@ -290,3 +298,17 @@ def export(cfg: TrainConfig, net: torch.nn.Module, step: int, run: Path) -> Path
     }
     card_path.write_text(yaml.safe_dump(card, sort_keys=False))
     return out
+
+
+def export_checkpoint(cfg: TrainConfig) -> Path:
+    """Export the run's last checkpoint (weights + card) without training further."""
+    from pipeline.errors import ConfigError
+
+    run = cfg.path("run_dir")
+    ckpt = run / "checkpoint.pt"
+    if not ckpt.exists():
+        raise ConfigError("TRAIN_NO_CHECKPOINT", f"no checkpoint in {run}")
+    net = build_network(cfg.architecture)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    net.load_state_dict(state["model"])
+    return export(cfg, net, int(state["step"]), run)
