@@ -136,31 +136,35 @@ def text_report(disc: Discovery, loaded: LoadedStudy | None, sel_study: str | No
     return "\n".join(out)
 
 
+def _run_nifti(args: argparse.Namespace) -> int:
+    loaded = open_study(args.path, modality=args.modality)
+    vols = {role: volume_summary(v) for role, v in loaded.volumes.items()}
+    if args.json:
+        doc = {
+            "input": "nifti",
+            "volumes": vols,
+            "messages": loaded.messages,
+            "warnings": [w.as_dict() for w in loaded.warnings],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        for m in loaded.messages:
+            print(m)
+        for w in loaded.warnings:
+            print(f"WARNING {w.code}: {w.message}")
+        for role, v in vols.items():
+            print(_volume_line(role, v))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``spinemet inspect``."""
     if is_nifti(args.path):
-        loaded = open_study(args.path, modality=args.modality)
-        vols = {role: volume_summary(v) for role, v in loaded.volumes.items()}
-        if args.json:
-            doc = {
-                "input": "nifti",
-                "volumes": vols,
-                "messages": loaded.messages,
-                "warnings": [w.as_dict() for w in loaded.warnings],
-            }
-            print(json.dumps(doc, indent=2))
-        else:
-            for m in loaded.messages:
-                print(m)
-            for w in loaded.warnings:
-                print(f"WARNING {w.code}: {w.message}")
-            for role, v in vols.items():
-                print(_volume_line(role, v))
-        return 0
+        return _run_nifti(args)
     rules = load_rules(args.rules)
     disc = discover_all(args.path, rules)
-    loaded = None
-    sel_study = None
+    loaded: LoadedStudy | None = None
+    sel_study: str | None = None
     error: InputError | None = None
     if disc.studies:
         study, sel = choose_study(disc.studies, rules)
@@ -173,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                 error = exc
     vols = {role: volume_summary(v) for role, v in (loaded.volumes.items() if loaded else [])}
     if args.json:
-        doc = {
+        doc: dict[str, Any] = {
             "input": "dicom",
             **disc.as_dict(),
             "selected_study": sel_study,

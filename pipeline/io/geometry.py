@@ -275,13 +275,13 @@ def check_stack(frames: list[Frame], cfg: dict[str, Any] | None = None) -> Stack
                 f"{np.linalg.norm(drift):.1f} mm); resampled onto an orthogonal grid on loading",
             )
         )
-    thick = frames[0].slice_thickness
-    if thick and abs(thick - spacing) > tol:
+    thick_mm = frames[0].slice_thickness
+    if thick_mm and abs(thick_mm - spacing) > tol:
         findings.append(
             Finding(
                 "THICKNESS_NE_SPACING",
                 "info",
-                f"SliceThickness {thick:g} mm differs from the spacing of positions "
+                f"SliceThickness {thick_mm:g} mm differs from the spacing of positions "
                 f"{spacing:.3f} mm; the spacing of positions is used",
             )
         )

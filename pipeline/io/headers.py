@@ -98,8 +98,12 @@ def read_header(path: Path) -> tuple[Dataset, int]:
             raise HeaderError(
                 "DICOM_UNREADABLE", f"corrupt DICOM header ({type(exc).__name__})"
             ) from exc
-    if force and "SOPClassUID" not in ds and "Modality" not in ds:
-        raise HeaderError("NOT_DICOM", "data set without SOP class or modality")
+    if "SOPClassUID" not in ds and "Modality" not in ds and "DirectoryRecordSequence" not in ds:
+        if force:
+            raise HeaderError("NOT_DICOM", "data set without SOP class or modality")
+        raise HeaderError(
+            "DICOM_UNREADABLE", "header ends before SOP class and modality (truncated file?)"
+        )
     return ds, tail
 
 
@@ -216,6 +220,10 @@ def series_header(ds: Dataset) -> dict[str, Any]:
 def non_image_reason(ds: Dataset) -> str | None:
     """Why a data set is not an image that can join a volume, or ``None``."""
     sop = _str(ds, "SOPClassUID")
+    if not sop and getattr(ds, "file_meta", None) is not None:
+        sop = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+    if "DirectoryRecordSequence" in ds:
+        return NON_IMAGE_SOP_PREFIXES["1.2.840.10008.1.3.10"]
     for prefix, what in NON_IMAGE_SOP_PREFIXES.items():
         if sop == prefix or sop.startswith(prefix + "."):
             return what

@@ -56,16 +56,16 @@ def rejection(series: Series, req: dict[str, Any]) -> str | None:
         return "geometry: " + ", ".join(f.code for f in series.errors)
     if "modality" in req and c.modality != req["modality"]:
         return f"modality {c.modality}, not {req['modality']}"
+    if req.get("not_localizer") and c.localizer:
+        return "localizer"
+    if req.get("not_derived") and c.derived:
+        return "derived image"
     if "plane" in req and c.plane not in req["plane"]:
         return f"plane {c.plane}, not {'/'.join(req['plane'])}"
     if "weighting" in req and c.weighting not in req["weighting"]:
         return f"weighting {c.weighting}, not {'/'.join(req['weighting'])}"
     if req.get("stir_or_fat_sat") and not (c.weighting == "STIR" or c.fat_sat):
         return "neither STIR nor fat-suppressed"
-    if req.get("not_localizer") and c.localizer:
-        return "localizer"
-    if req.get("not_derived") and c.derived:
-        return "derived image"
     return None
 
 
