@@ -212,6 +212,11 @@ def derive_maps(
     body_like = body | (lesion & near_body)
     inst = body_instances(body_like, affine)
     inst = grow_labels(inst, bone)
+    orphan = bone & (inst == 0)
+    if orphan.any() and inst.any():
+        # Bone not connected to any body (a fragment of an arch): nearest instance.
+        _, near = ndimage.distance_transform_edt(inst == 0, return_indices=True)
+        inst[orphan] = inst[tuple(ix[orphan] for ix in near)]
     sacrum = sem == SEM["sacrum"]
     numbers, conf, uncertain, why = number_instances(
         inst, affine, sacrum=sacrum, body=body_like, position=level_estimate

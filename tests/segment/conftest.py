@@ -31,8 +31,8 @@ def spine_phantom(
     body2d = (xi / 20) ** 2 + ((yj + 10) / 14) ** 2 <= 1
     canal2d = xi**2 + (yj - 14) ** 2 <= 7.5**2
     cord2d = xi**2 + (yj - 14) ** 2 <= 4**2
-    ped_l = (xi > 8) & (xi < 13) & (yj > 3) & (yj < 14)
-    ped_r = (xi < -8) & (xi > -13) & (yj > 3) & (yj < 14)
+    ped_l = (xi > 8) & (xi < 13) & (yj > 3) & (yj < 24)
+    ped_r = (xi < -8) & (xi > -13) & (yj > 3) & (yj < 24)
     post2d = (np.abs(xi) < 14) & (yj >= 22) & (yj < 28) | (
         (np.abs(xi) < 3) & (yj >= 28) & (yj < 40)
     )

@@ -1,0 +1,125 @@
+"""Resampling geometry, semantic -> label maps, level numbering."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pipeline import labels as L
+from pipeline.io import Volume
+from pipeline.preprocess import (
+    model_input,
+    resample_labels_nearest,
+    resample_to_spacing,
+    sample_tensor_on_grid,
+    scaled_grid,
+)
+from pipeline.segment.levels import number_instances
+from pipeline.segment.model import SEM, derive_maps, level_position_map, semantic_from_truth
+
+
+def test_scaled_grid_keeps_extent_and_centre() -> None:
+    aff = np.diag([0.7, 0.7, 3.0, 1.0])
+    aff[:3, 3] = [-100.0, 20.0, 5.0]
+    new, shape = scaled_grid(aff, (100, 90, 20), 2.0)
+    vol = Volume(np.zeros((100, 90, 20), np.float32), aff, "CT")
+    out = Volume(np.zeros(shape, np.float32), new, "CT")
+    # The boxes (voxel corners) coincide.
+    for a, b in ((vol, out),):
+        lo_a, hi_a = a.index_to_lps([-0.5] * 3), a.index_to_lps(np.array(a.shape) - 0.5)
+        lo_b, hi_b = b.index_to_lps([-0.5] * 3), b.index_to_lps(np.array(b.shape) - 0.5)
+        assert np.allclose(lo_a, lo_b) and np.allclose(hi_a, hi_b)
+    assert shape == (35, 31, 30)  # 100*0.7/2, 90*0.7/2 (62.99../2 rounds down), 20*3/2
+
+
+def test_resample_to_spacing_puts_a_bright_point_where_it_was() -> None:
+    arr = np.zeros((60, 60, 20), np.float32)
+    arr[40:43, 10:13, 14:16] = 1000.0
+    aff = np.diag([0.8, 0.8, 3.0, 1.0])
+    vol = Volume(arr, aff, "CT")
+    out = resample_to_spacing(vol, 2.0)
+    p_in = vol.index_to_lps(np.argwhere(arr > 0).mean(0))
+    w = out.array.clip(0)
+    p_out = out.index_to_lps((np.argwhere(w > 0) * w[w > 0][:, None]).sum(0) / w.sum())
+    assert np.linalg.norm(p_in - p_out) < 1.0
+
+
+def test_label_resampling_between_flipped_grids_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    lab = rng.integers(0, 5, (7, 8, 9)).astype(np.int16)
+    aff = np.diag([1.0, 2.0, 3.0, 1.0])
+    vol = Volume(lab, aff, "CT")
+    flipped = Volume(lab[::-1, :, ::-1].copy(), aff.copy(), "CT")
+    flipped.affine[:3, 0] *= -1
+    flipped.affine[:3, 2] *= -1
+    flipped.affine[:3, 3] = vol.index_to_lps([6, 0, 8])
+    back = resample_labels_nearest(flipped.array, flipped.affine, vol.affine, vol.shape)
+    assert np.array_equal(back, lab)
+
+
+def test_sample_tensor_on_grid_identity_and_chunks() -> None:
+    x = torch.rand(3, 10, 11, 12)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    y = sample_tensor_on_grid(x, aff, aff, (10, 11, 12), chunk_voxels=300)
+    assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_model_input_normalises_per_modality() -> None:
+    ct = model_input(np.array([[[-3000.0, 0.0, 1000.0]]]), "CT")
+    assert ct.shape == (2, 1, 1, 3)
+    assert np.allclose(ct[0].numpy().ravel(), [-1.0, 0.0, 1.0]) and float(ct[1].min()) == 1.0
+    mr = model_input(np.linspace(0, 500, 1000).reshape(10, 10, 10), "MR")
+    assert (
+        float(mr[1].max()) == 0.0
+        and -0.1 < float(mr[0].min()) < 0.01
+        and 0.99 < float(mr[0].max()) < 1.1
+    )
+
+
+def test_semantic_roundtrip_recovers_levels_parts_and_structures(phantom) -> None:
+    img, truth = phantom(5, sacrum=True, lowest=24)
+    sem = semantic_from_truth(truth["vertebrae"], truth["structures"], truth["parts"])
+    vert, struct, parts, conf, uncertain, why = derive_maps(sem, img.affine)
+    assert not uncertain and "sacrum" in why
+    assert np.array_equal(vert, truth["vertebrae"])
+    assert np.array_equal(struct, truth["structures"])
+    assert np.array_equal(parts, truth["parts"])
+    assert set(conf) == {"L1", "L2", "L3", "L4", "L5"}
+
+
+def test_pedicle_sides_follow_patient_left_not_array_order(phantom) -> None:
+    img, truth = phantom(3, sacrum=True)
+    sem = semantic_from_truth(truth["vertebrae"], truth["structures"], truth["parts"])
+    # Store the same anatomy with the first array axis reversed (i now runs toward +R).
+    aff = img.affine.copy()
+    aff[:3, 3] = img.index_to_lps([img.shape[0] - 1, 0, 0])
+    aff[:3, 0] *= -1
+    _, _, parts, *_ = derive_maps(sem[::-1].copy(), aff)
+    idx = np.argwhere(parts == L.PEDICLE_L)
+    assert (
+        idx.size
+        and (idx @ aff[:3, :3].T + aff[:3, 3])[:, 0].mean()
+        > img.index_to_lps(np.argwhere(truth["vertebrae"] > 0).mean(0))[0]
+    )
+
+
+def test_learned_level_estimate_numbers_a_partial_column(phantom) -> None:
+    img, truth = phantom(4, sacrum=False, lowest=17)  # T7..T10, no anchor
+    sem = semantic_from_truth(truth["vertebrae"], truth["structures"], truth["parts"])
+    est = level_position_map(truth["vertebrae"]) + np.float32(0.3)  # a slightly biased estimate
+    vert, _, _, conf, uncertain, why = derive_maps(sem, img.affine, est)
+    assert uncertain and "learned" in why
+    assert np.array_equal(vert, truth["vertebrae"])
+    assert all(c <= 0.8 for c in conf.values())
+
+
+def test_sacrum_anchor_counts_upwards() -> None:
+    inst = np.zeros((4, 4, 30), np.int32)
+    sac = np.zeros_like(inst, bool)
+    sac[:, :, 0:3] = True
+    for n, k in enumerate(range(5, 30, 6), start=1):
+        inst[:, :, k : k + 4] = n
+    numbers, conf, uncertain, _ = number_instances(inst, np.eye(4), sacrum=sac)
+    assert not uncertain
+    assert [numbers[i] for i in (1, 2, 3, 4, 5)] == [24, 23, 22, 21, 20]
+    assert SEM["sacrum"] == 10
