@@ -62,8 +62,18 @@ def build(cfg: Any, log: Any) -> None:
     torch.set_num_threads(cfg.num_threads)
     cache = cfg.path("cache_dir")
     a, b = cfg.train_seeds
-    build_cache(cache / "train", synthetic_source(range(a, b), cfg.modalities), cfg.spacing_mm, log)
+    build_cache(
+        cache / "train",
+        synthetic_source(range(a, b), cfg.modalities, cfg.spacing_mm),
+        cfg.spacing_mm,
+        log,
+    )
     for folder in cfg.real_data:
         build_cache(cache / "train", nifti_source(folder), cfg.spacing_mm, log)
     a, b = cfg.val_seeds
-    build_cache(cache / "val", synthetic_source(range(a, b), cfg.modalities), cfg.spacing_mm, log)
+    build_cache(
+        cache / "val",
+        synthetic_source(range(a, b), cfg.modalities, cfg.spacing_mm),
+        cfg.spacing_mm,
+        log,
+    )

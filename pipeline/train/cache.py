@@ -60,15 +60,31 @@ def render_case(
 
 
 def synthetic_source(
-    seeds: Iterable[int], modalities: list[str], domain_randomised: bool = True
+    seeds: Iterable[int],
+    modalities: list[str],
+    spacing: float = 2.0,
+    shape: tuple[int, int, int] = (96, 96, 112),
+    realistic_every: int = 2,
 ) -> Iterable[tuple[str, Volume, dict[str, Any]]]:
-    """Yield (case id, image, truth) from the synthetic generator."""
-    from pipeline.synth import make_training_pair  # type: ignore[attr-defined]  # imported late: optional for inference
+    """Yield (case id, image, truth) from the synthetic generator.
+
+    The modality alternates over ``modalities`` by seed; every ``realistic_every``-th pair
+    of seeds is a realistic render (CT in HU; MR T1/T2/STIR), the others domain-randomised.
+    Pairs are rendered directly on the model grid.
+    """
+    from pipeline.synth import make_training_pair  # imported late: optional for inference
 
     for seed in seeds:
         modality = modalities[seed % len(modalities)]
-        vol, truth = make_training_pair(seed, modality, domain_randomised=domain_randomised)
-        yield f"synth-{modality.lower()}-{seed:06d}", vol, truth
+        dr = (seed // len(modalities)) % realistic_every != realistic_every - 1
+        vol, truth = make_training_pair(
+            seed,
+            modality,
+            domain_randomised=dr,
+            spacing_mm=(spacing,) * 3,
+            shape=shape,  # type: ignore[arg-type]
+        )
+        yield f"synth-{'dr' if dr else 'real'}-{modality.lower()}-{seed:06d}", vol, truth
 
 
 def nifti_source(folder: str | Path) -> Iterable[tuple[str, Volume, dict[str, Any]]]:

@@ -268,10 +268,7 @@ def export(cfg: TrainConfig, net: torch.nn.Module, step: int, run: Path) -> Path
             "channels": ["intensity", "ct_flag"],
             "modalities": ["CT", "MR"],
             "orientation": "canonical (axis0 ~ +L, axis1 ~ +P, axis2 ~ +S), see pipeline.io.volume",
-            "normalisation": {
-                "CT": "HU clipped to [-1000, 2000], divided by 1000",
-                "MR": "(x - p0.5) / (p99.5 - p0.5), clipped to [-0.5, 1.5]",
-            },
+            "normalisation": "CT and MR alike: (x - p0.5) / (p99.5 - p0.5) over the volume, clipped to [-0.5, 1.5]",
         },
         "spacing_mm": [cfg.spacing_mm] * 3,
         "patch_size": [cfg.patch_size] * 3,
@@ -290,7 +287,10 @@ def export(cfg: TrainConfig, net: torch.nn.Module, step: int, run: Path) -> Path
             "recipe": "pipeline.train (spinemet train)",
             "config": cfg.to_dict(),
             "steps_done": step,
-            "data": "synthetic studies from pipeline.synth (domain-randomised CT and MR), seeds in train_seeds",
+            "data": (
+                "synthetic pairs from pipeline.synth.make_training_pair, seeds train_seeds: modality "
+                "alternating CT/MR, half domain-randomised, half realistic renders; rendered on the 2 mm grid"
+            ),
             "validation_dice_model_grid": val[-1]["val_dice"] if val else None,
         },
         "metrics": old.get("metrics", {}),
