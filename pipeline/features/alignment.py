@@ -1,0 +1,123 @@
+"""Alignment between adjacent vertebrae: translation (mm), focal kyphosis and scoliosis (deg).
+
+Each vertebra has its own frame (``geometry``). For a pair (upper ``u``, lower ``w``):
+
+* translation: the offset between the centres of the posterior body walls, perpendicular
+  to the pair's mean superior axis (a smooth curve bends symmetrically about the disc,
+  so it leaves this offset near zero, while a slip shows in full);
+* kyphosis / scoliosis: the angle of ``u``'s superior axis against ``w``'s, in ``w``'s
+  sagittal (s, a) and coronal (s, l) planes; the *focal* angle subtracts the mean angle of
+  the neighbouring segments (the spine's normal curvature).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline import labels as L
+from pipeline.features.geometry import FArr, VertebraGeometry
+
+
+@dataclass
+class PairAlignment:
+    """Alignment of one pair of adjacent vertebrae."""
+
+    upper: str
+    lower: str
+    translation_mm: float
+    translation_ap_mm: float
+    translation_lateral_mm: float
+    kyphosis_deg: float
+    scoliosis_deg: float
+    focal_kyphosis_deg: float
+    focal_scoliosis_deg: float
+    focal_from_neighbours: bool
+
+
+def posterior_wall_centre(g: VertebraGeometry, band_fraction: float = 0.2) -> FArr:
+    """LPS centre of the posterior wall of the body (the band nearest the canal)."""
+    pts = g.points[g.body_mask]
+    ap = g.local(pts)[:, 1]
+    a_lo, a_hi = np.percentile(ap, 1), np.percentile(ap, 99)
+    sel = ap <= a_lo + band_fraction * (a_hi - a_lo)
+    return pts[sel].mean(0) if sel.sum() >= 3 else pts.mean(0)
+
+
+def _angle(u: FArr, w_s: FArr, w_axis: FArr) -> float:
+    return math.degrees(math.atan2(float(u @ w_axis), float(u @ w_s)))
+
+
+def adjacent(u: VertebraGeometry, w: VertebraGeometry) -> bool:
+    """Whether ``w`` is the next vertebra below ``u`` in the column."""
+    return consecutive(u.label, w.label)
+
+
+_TRANSITIONAL = (25, 28)
+
+
+def consecutive(upper: int, lower: int) -> bool:
+    """Whether VerSe ``lower`` directly follows ``upper`` (T13 / L6 may be absent between)."""
+    order = L.CRANIOCAUDAL_ORDER
+    if upper not in order or lower not in order:
+        return False
+    i, j = order.index(upper), order.index(lower)
+    return j == i + 1 or (j == i + 2 and order[i + 1] in _TRANSITIONAL)
+
+
+def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
+    """Alignment of every pair of adjacent vertebrae, head to feet."""
+    raw: list[
+        tuple[VertebraGeometry, VertebraGeometry, float, float, float, float, float] | None
+    ] = []
+    for u, w in zip(geos[:-1], geos[1:], strict=True):
+        if not adjacent(u, w):
+            raw.append(None)
+            continue
+        axis = u.s + w.s
+        axis = axis / np.linalg.norm(axis)
+        d = posterior_wall_centre(u) - posterior_wall_centre(w)
+        perp = d - (d @ axis) * axis
+        a_mean = u.a + w.a
+        a_mean = a_mean - (a_mean @ axis) * axis
+        a_mean = a_mean / max(float(np.linalg.norm(a_mean)), 1e-9)
+        lat = np.cross(-a_mean, axis)
+        raw.append(
+            (
+                u,
+                w,
+                float(np.linalg.norm(perp)),
+                float(perp @ a_mean),
+                float(perp @ lat),
+                _angle(u.s, w.s, w.a),
+                _angle(u.s, w.s, w.l),
+            )
+        )
+    out: list[PairAlignment] = []
+    for i, r in enumerate(raw):
+        if r is None:
+            continue
+        u, w, t, tap, tlat, ky, sc = r
+        nb = [x for j in (i - 1, i + 1) if 0 <= j < len(raw) and (x := raw[j]) is not None]
+        if nb:
+            ky_ref = float(np.mean([n[5] for n in nb]))
+            sc_ref = float(np.mean([n[6] for n in nb]))
+        else:
+            ky_ref = sc_ref = 0.0
+        out.append(
+            PairAlignment(
+                upper=u.level,
+                lower=w.level,
+                translation_mm=round(t, 3),
+                translation_ap_mm=round(tap, 3),
+                translation_lateral_mm=round(tlat, 3),
+                kyphosis_deg=round(ky, 3),
+                scoliosis_deg=round(sc, 3),
+                focal_kyphosis_deg=round(ky - ky_ref, 3),
+                focal_scoliosis_deg=round(sc - sc_ref, 3),
+                focal_from_neighbours=bool(nb),
+            )
+        )
+    return out

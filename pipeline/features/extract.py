@@ -1,0 +1,299 @@
+"""Assemble all imaging features of one study from a volume and its segmentation."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline import labels as L
+from pipeline.errors import ConfigError
+from pipeline.features import vertebra as V
+from pipeline.features.alignment import PairAlignment, consecutive, pair_alignments
+from pipeline.features.escc import grade_escc
+from pipeline.features.geometry import VertebraGeometry, vertebra_geometries, voxel_volume_mm3
+from pipeline.features.types import Finding, ImagingFeatures, Provenance, VertebraFeatures
+from pipeline.io.volume import Volume
+from pipeline.paths import config_dir, load_yaml
+
+_REQUIRED = ("involvement", "lesion_quality", "posterolateral", "collapse", "alignment", "escc")
+
+
+def load_config(path: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read ``configs/features.yaml`` (or ``path``), with optional nested overrides."""
+    cfg = load_yaml(path or config_dir() / "features.yaml")
+    if not isinstance(cfg, dict) or any(k not in cfg for k in _REQUIRED):
+        raise ConfigError(
+            "CONFIG_INVALID", f"features config needs the blocks {', '.join(_REQUIRED)}"
+        )
+    cfg = copy.deepcopy(cfg)
+    for block, vals in (overrides or {}).items():
+        cfg.setdefault(block, {}).update(vals)
+    return cfg
+
+
+def _arr(x: Any) -> npt.NDArray[Any] | None:
+    if x is None:
+        return None
+    return np.asarray(x.array if isinstance(x, Volume) else x)
+
+
+def _same_grid(a: Volume, b: Volume) -> bool:
+    return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=1e-3)
+
+
+def contiguous_segments(labels_involved: list[int]) -> list[list[str]]:
+    """Group involved vertebrae into runs of anatomically consecutive levels."""
+    order = [n for n in L.CRANIOCAUDAL_ORDER if n in set(labels_involved)]
+    segs: list[list[int]] = []
+    for n in order:
+        if segs and consecutive(segs[-1][-1], n):
+            segs[-1].append(n)
+        else:
+            segs.append([n])
+    return [[L.level_name(n) for n in s] for s in segs]
+
+
+def _alignment_for(
+    level: str, pairs: list[PairAlignment], cfg: dict[str, Any]
+) -> tuple[Finding, dict[str, float | None]]:
+    mine = [p for p in pairs if level in (p.upper, p.lower)]
+    if not mine:
+        return Finding.na("no adjacent vertebra in the field of view"), {
+            "translation_mm": None,
+            "kyphosis_deg": None,
+            "scoliosis_deg": None,
+        }
+    t = max(mine, key=lambda p: p.translation_mm)
+    k = max(mine, key=lambda p: abs(p.focal_kyphosis_deg))
+    s = max(mine, key=lambda p: abs(p.focal_scoliosis_deg))
+    meas: dict[str, float | None] = {
+        "translation_mm": round(t.translation_mm, 2),
+        "kyphosis_deg": round(k.focal_kyphosis_deg, 2),
+        "scoliosis_deg": round(s.focal_scoliosis_deg, 2),
+    }
+    prov: Provenance = "measured" if all(p.focal_from_neighbours for p in mine) else "estimated"
+    if t.translation_mm >= cfg["translation_mm"]:
+        return Finding(
+            "subluxation_translation",
+            prov,
+            f"{t.translation_mm:.1f} mm translation {t.upper}/{t.lower}",
+        ), meas
+    if (
+        abs(k.focal_kyphosis_deg) >= cfg["kyphosis_deg"]
+        or abs(s.focal_scoliosis_deg) >= cfg["scoliosis_deg"]
+    ):
+        return Finding(
+            "de_novo_deformity",
+            prov,
+            f"focal kyphosis {k.focal_kyphosis_deg:.1f} deg, scoliosis {s.focal_scoliosis_deg:.1f} deg "
+            "(prior imaging unavailable: 'de novo' not verified)",
+        ), meas
+    why = f"translation {t.translation_mm:.1f} mm, focal angles {k.focal_kyphosis_deg:.1f}/{s.focal_scoliosis_deg:.1f} deg"
+    if prov == "estimated":
+        why += " (one neighbour only: normal curvature not subtracted)"
+    return Finding("normal", prov, why), meas
+
+
+def _collapse(
+    geos: list[VertebraGeometry],
+    heights: dict[int, dict[str, float] | None],
+    involved: dict[int, bool],
+    cfg: dict[str, Any],
+) -> dict[int, tuple[float | None, str, Provenance]]:
+    """Collapse percentage per vertebra against the expected height from intact neighbours."""
+    out: dict[int, tuple[float | None, str, Provenance]] = {}
+    maxd = int(cfg["max_reference_distance"])
+    for i, g in enumerate(geos):
+        h = heights.get(g.label)
+        if h is None:
+            out[g.label] = (None, "body heights not measurable", "not_assessable")
+            continue
+        refs: list[tuple[int, VertebraGeometry]] = []
+        for side in (-1, 1):
+            cands = [
+                geos[i + side * k] for k in range(1, maxd + 1) if 0 <= i + side * k < len(geos)
+            ]
+            cands = [c for c in cands if heights.get(c.label) is not None]
+            intact = [c for c in cands if not involved.get(c.label)]
+            pick = intact[0] if intact else (cands[0] if cands else None)
+            if pick is not None:
+                refs.append((side, pick))
+        if not refs:
+            out[g.label] = (
+                None,
+                "no neighbouring vertebra to estimate the expected height",
+                "not_assessable",
+            )
+            continue
+        losses = {}
+        for band in ("anterior", "middle", "posterior"):
+            exp = float(np.mean([heights[r.label][band] for _, r in refs]))  # type: ignore[index]
+            losses[band] = 100.0 * (1.0 - h[band] / exp) if exp > 0 else 0.0
+        band = max(losses, key=lambda b: losses[b])
+        pct = max(0.0, losses[band])
+        names = ", ".join(r.level for _, r in refs)
+        prov: Provenance = "measured"
+        why = f"largest loss {band} ({pct:.0f}%) vs {names}"
+        if len(refs) < 2:
+            prov = "estimated"
+            why += " (one neighbour only)"
+        if any(involved.get(r.label) for _, r in refs):
+            prov = "estimated"
+            why += " (reference vertebra involved)"
+        out[g.label] = (round(pct, 2), why, prov)
+    return out
+
+
+def extract_features(
+    image: Volume,
+    vertebrae: Any,
+    structures: Any,
+    parts: Any = None,
+    *,
+    ct: Volume | None = None,
+    escc_source: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> ImagingFeatures:
+    """Compute every imaging feature of a study.
+
+    Parameters
+    ----------
+    image : Volume
+        The image the segmentation was made on (CT or MR).
+    vertebrae, structures, parts : Volume or ndarray
+        Label maps on ``image``'s grid (``parts`` optional).
+    ct : Volume, optional
+        A CT on the same grid for lesion quality when ``image`` is MR.
+    escc_source : str, optional
+        What the ESCC grade is read on, e.g. ``"mr_axial_t2"`` (measured); anything else
+        (CT, sagittal MR) makes the grade an estimate.
+    config : dict, optional
+        Parsed ``configs/features.yaml``; read from disk when omitted.
+
+    Returns
+    -------
+    ImagingFeatures
+    """
+    cfg = config or load_config()
+    vert = _arr(vertebrae)
+    st = _arr(structures)
+    pa = _arr(parts)
+    if vert is None or st is None or vert.shape != image.shape or st.shape != image.shape:
+        raise ValueError("label maps must be on the image grid")
+    if pa is not None and (pa.shape != image.shape or not np.any(pa)):
+        pa = None
+    affine = image.affine
+    vox = voxel_volume_mm3(affine)
+    geos = vertebra_geometries(vert, pa, affine)
+    messages: list[str] = []
+    if not geos:
+        messages.append("no vertebra found in the segmentation")
+    if pa is None:
+        messages.append("no vertebra-parts segmentation: posterolateral involvement not assessable")
+
+    ct_img: Volume | None = image if image.modality == "CT" else ct
+    if ct_img is not None and not _same_grid(ct_img, image):
+        messages.append("the CT is not on the segmentation grid: lesion quality not assessable")
+        ct_img = None
+
+    inv_cfg, q_cfg, pl_cfg = cfg["involvement"], cfg["lesion_quality"], cfg["posterolateral"]
+    lesion_masks = {g.label: V.lesion_voxels(g, st) for g in geos}
+    involved = {
+        g.label: bool(lesion_masks[g.label].sum() * vox / 1000.0 >= inv_cfg["min_lesion_ml"])
+        for g in geos
+    }
+    heights = {g.label: V.body_heights(g, affine, cfg["collapse"]["band_fraction"]) for g in geos}
+    collapse = _collapse(geos, heights, involved, cfg["collapse"])
+    pairs = pair_alignments(geos)
+    ref_hu = None
+    if ct_img is not None:
+        ref_hu = V.reference_bone_hu(geos, involved, ct_img.array, q_cfg)
+
+    out: list[VertebraFeatures] = []
+    for g in geos:
+        les = lesion_masks[g.label]
+        body = g.body_mask
+        les_ml = float(les.sum() * vox / 1000.0)
+        body_pct = float(100.0 * (les & body).sum() / max(body.sum(), 1))
+        meas: dict[str, float | None] = {
+            "lesion_volume_ml": round(les_ml, 3),
+            "body_involvement_pct": round(body_pct, 2),
+            "body_volume_ml": round(float(body.sum() * vox / 1000.0), 3),
+        }
+        h = heights[g.label]
+        if h is not None:
+            meas.update({f"height_{k}_mm": round(v, 2) for k, v in h.items() if k != "depth"})
+        inv = involved[g.label]
+        # lesion quality
+        if not inv:
+            lesion = Finding(None, "measured", "not involved")
+        elif ref_hu is not None and ct_img is not None:
+            lesion, qm = V.lesion_quality_ct(g, les, ct_img.array, ref_hu[0], q_cfg, ref_hu[1])
+            if not ref_hu[2] and lesion.provenance == "measured":
+                lesion.provenance = "estimated"
+            meas.update(qm)
+        else:
+            lesion = Finding.na("MR only: lytic/blastic character needs CT attenuation")
+        # posterolateral
+        if inv:
+            pl, pm = V.posterolateral(g, les, vox, pl_cfg)
+            meas.update(pm)
+        else:
+            pl = Finding("none", "measured", "not involved")
+        # collapse
+        pct, cwhy, cprov = collapse[g.label]
+        meas["collapse_pct"] = pct
+        if cprov == "not_assessable":
+            col = Finding.na(cwhy)
+        else:
+            cat = V.collapse_category(pct, body_pct, cfg["collapse"], inv_cfg["body_involved_pct"])
+            col = Finding(cat, cprov, cwhy)
+            if pct is not None and abs(pct - 50.0) < 0.5:
+                col.why += "; COLLAPSE_AT_50_BOUNDARY"
+        # alignment
+        al, am = _alignment_for(g.level, pairs, cfg["alignment"])
+        meas.update(am)
+        loc = V.location_class(g.label)
+        vf = VertebraFeatures(
+            label=g.label,
+            level=g.level,
+            involved=inv,
+            location=loc,
+            lesion=lesion,
+            collapse=col,
+            alignment=al,
+            posterolateral=pl,
+            measurements=meas,
+        )
+        for name in ("location", "lesion", "collapse", "alignment", "posterolateral"):
+            f: Finding = getattr(vf, name)
+            vf.provenance[name] = f.provenance
+            vf.why[name] = f.why
+        vf.provenance["involvement"] = "measured"
+        vf.why["involvement"] = (
+            f"{les_ml:.2f} ml osseous lesion (threshold {inv_cfg['min_lesion_ml']} ml)"
+        )
+        vf.why["frame"] = g.frame_source
+        out.append(vf)
+
+    # epidural compression
+    if image.modality == "MR" and escc_source == "mr_axial_t2":
+        eprov: Provenance = "measured"
+        ewhy = "graded on axial T2 MR"
+    elif image.modality == "MR":
+        eprov, ewhy = "estimated", "graded on resliced non-axial MR (Bilsky is read on axial T2)"
+    else:
+        eprov, ewhy = "estimated", "graded on CT: the Bilsky scale is defined on axial T2 MR"
+    escc = grade_escc(geos, st, affine, cfg["escc"], eprov, ewhy)
+    inv_labels = [g.label for g in geos if involved[g.label]]
+    return ImagingFeatures(
+        modality=image.modality,
+        vertebrae=out,
+        escc=escc,
+        involved_levels=[L.level_name(n) for n in inv_labels],
+        segments=contiguous_segments(inv_labels),
+        messages=messages,
+    )

@@ -1,0 +1,179 @@
+"""Per-vertebra geometry in patient (LPS) space.
+
+Each vertebra gets its own anatomical frame, built from its own shape so that focal
+deformities between neighbours can be measured:
+
+* ``a`` (anterior): from the centroid of the posterior parts (pedicles, posterior
+  elements) to the centroid of the body;
+* ``l`` (left): from the right pedicle's centroid to the left pedicle's, made
+  orthogonal to ``a``;
+* ``s`` (superior): ``l x p`` with ``p = -a`` (LPS is right-handed: L x P = S).
+
+Array axes are never used as directions: everything goes through the affine, so the same
+anatomy gives the same frame in any acquisition orientation. When parts are missing the
+frame falls back to the column's direction through neighbouring centroids and to patient
+axes, and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from pipeline import labels as L
+
+FArr = npt.NDArray[np.float64]
+
+PATIENT_L = np.array([1.0, 0.0, 0.0])
+PATIENT_A = np.array([0.0, -1.0, 0.0])
+PATIENT_S = np.array([0.0, 0.0, 1.0])
+
+
+def _unit(v: FArr) -> FArr:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-9 else v
+
+
+@dataclass
+class VertebraGeometry:
+    """Voxels and frame of one vertebra.
+
+    Attributes
+    ----------
+    label, level : int, str
+        VerSe number and level name.
+    index : ndarray (n, 3) int
+        Voxel indices of the vertebra (all parts).
+    parts : ndarray (n,) int
+        Part code of each voxel (0 where the parts map is empty).
+    points : ndarray (n, 3)
+        LPS positions of the voxels (mm).
+    centroid, body_centroid : ndarray (3,)
+        LPS centroids of the whole vertebra and of its body.
+    l, a, s : ndarray (3,)
+        Unit axes of the vertebra frame in LPS.
+    frame_source : str
+        How the frame was obtained ("parts" or a fallback description).
+    """
+
+    label: int
+    level: str
+    index: npt.NDArray[np.intp]
+    parts: npt.NDArray[np.int16]
+    points: FArr
+    centroid: FArr
+    body_centroid: FArr
+    l: FArr = field(default_factory=lambda: PATIENT_L.copy())  # noqa: E741 (left axis)
+    a: FArr = field(default_factory=lambda: PATIENT_A.copy())
+    s: FArr = field(default_factory=lambda: PATIENT_S.copy())
+    frame_source: str = "patient axes"
+
+    @property
+    def body_mask(self) -> npt.NDArray[np.bool_]:
+        """Voxels of the body (the whole vertebra if no parts map)."""
+        if not np.any(self.parts):
+            return np.ones(len(self.parts), dtype=bool)
+        return self.parts == L.BODY
+
+    def local(self, points: FArr, origin: FArr | None = None) -> FArr:
+        """Coordinates (l, a, s) of LPS ``points`` in this frame, about ``origin``."""
+        o = self.body_centroid if origin is None else origin
+        return (np.asarray(points) - o) @ np.stack([self.l, self.a, self.s], axis=1)
+
+
+def voxel_volume_mm3(affine: FArr) -> float:
+    """Volume of one voxel (mm^3)."""
+    return float(abs(np.linalg.det(np.asarray(affine)[:3, :3])))
+
+
+def vertebra_geometries(
+    vertebrae: npt.NDArray[np.integer], parts: npt.NDArray[np.integer] | None, affine: FArr
+) -> list[VertebraGeometry]:
+    """Build the geometry of every labelled vertebra, ordered head to feet.
+
+    Parameters
+    ----------
+    vertebrae : ndarray (ni, nj, nk) int
+        VerSe label map.
+    parts : ndarray or None
+        Parts label map on the same grid (1 body, 2 left pedicle, 3 right pedicle,
+        4 posterior elements).
+    affine : ndarray (4, 4)
+        Voxel index to LPS.
+    """
+    vert = np.asarray(vertebrae)
+    objs = ndimage.find_objects(vert.astype(np.int32, copy=False))
+    rot, trans = affine[:3, :3], affine[:3, 3]
+    geos: dict[int, VertebraGeometry] = {}
+    for idx, sl in enumerate(objs):
+        lab = idx + 1
+        if sl is None or not L.is_level(lab):
+            continue
+        sub = vert[sl] == lab
+        ijk = np.argwhere(sub)
+        if len(ijk) < 10:
+            continue
+        ijk = ijk + np.array([s.start for s in sl])
+        pts = ijk @ rot.T + trans
+        if parts is not None:
+            pv = np.asarray(parts)[tuple(ijk.T)].astype(np.int16)
+        else:
+            pv = np.zeros(len(ijk), dtype=np.int16)
+        cen = pts.mean(axis=0)
+        body = pv == L.BODY if np.any(pv == L.BODY) else np.ones(len(pv), bool)
+        geos[lab] = VertebraGeometry(lab, L.level_name(lab), ijk, pv, pts, cen, pts[body].mean(0))
+    ordered = [geos[n] for n in L.CRANIOCAUDAL_ORDER if n in geos]
+    _assign_frames(ordered)
+    return ordered
+
+
+def _wall_normal(g: VertebraGeometry, a0: FArr) -> FArr:
+    """Anterior axis as the normal of the posterior body wall.
+
+    The posterior wall keeps its orientation when the body collapses anteriorly (a
+    wedge), unlike the body centroid, so focal angles are not faked by collapse.
+    """
+    pts = g.points[g.body_mask]
+    d = (pts - g.body_centroid) @ a0
+    wall = pts[d <= np.percentile(d, 20)]
+    if len(wall) < 20:
+        return a0
+    ev, vec = np.linalg.eigh(np.cov((wall - wall.mean(0)).T))
+    if ev[0] > 0.5 * ev[1]:
+        return a0
+    n = vec[:, 0]
+    return _unit(n if n @ a0 > 0 else -n)
+
+
+def _assign_frames(geos: list[VertebraGeometry]) -> None:
+    """Give each vertebra its own frame (see module docstring)."""
+    cents = [g.centroid for g in geos]
+    for i, g in enumerate(geos):
+        # Column direction (toward the head) from neighbours: the fallback superior axis.
+        if len(geos) >= 2:
+            up = cents[max(i - 1, 0)] - cents[min(i + 1, len(geos) - 1)]
+            s_col = _unit(up)
+        else:
+            s_col = PATIENT_S.copy()
+        post = np.isin(g.parts, (L.PEDICLE_L, L.PEDICLE_R, L.POSTERIOR))
+        lp, rp = g.parts == L.PEDICLE_L, g.parts == L.PEDICLE_R
+        if post.sum() >= 5 and np.any(g.parts == L.BODY):
+            a = _wall_normal(g, _unit(g.body_centroid - g.points[post].mean(0)))
+            if lp.sum() >= 3 and rp.sum() >= 3:
+                lvec = g.points[lp].mean(0) - g.points[rp].mean(0)
+                source = "parts"
+            else:
+                lvec = np.cross(a, s_col)  # a x s = -p x s = -l ... so flip sign below
+                lvec = -lvec
+                source = "parts (body/posterior) + column direction"
+            lvec = _unit(lvec - (lvec @ a) * a)
+            s = _unit(np.cross(lvec, -a))
+            g.l, g.a, g.s, g.frame_source = lvec, a, s, source
+        else:
+            s = s_col
+            a = _unit(PATIENT_A - (PATIENT_A @ s) * s)
+            lvec = _unit(np.cross(-a, s))  # p x s = l
+            g.l, g.a, g.s, g.frame_source = lvec, a, s, "column direction + patient anterior"

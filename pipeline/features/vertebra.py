@@ -1,0 +1,250 @@
+"""Per-vertebra features: involvement, lesion quality, posterolateral involvement, collapse.
+
+Pure functions of label maps, intensities and the vertebra frames of
+:mod:`pipeline.features.geometry`; tolerances come from ``configs/features.yaml``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from pipeline import labels as L
+from pipeline.features.geometry import FArr, VertebraGeometry
+from pipeline.features.types import Finding
+
+LESION_CODES = (L.LYTIC, L.BLASTIC)
+
+# SINS location classes (SCORING.md 1.2), by VerSe number.
+_LOCATION: dict[int, str] = {
+    1: "junctional",
+    2: "junctional",
+    7: "junctional",
+    8: "junctional",
+    9: "junctional",
+    18: "junctional",
+    19: "junctional",
+    20: "junctional",
+    24: "junctional",
+    **{n: "mobile" for n in (3, 4, 5, 6, 21, 22, 23)},
+    **{n: "semirigid" for n in range(10, 18)},
+}
+THORACIC = range(8, 20)
+
+
+def location_class(label: int) -> Finding:
+    """SINS location class of a vertebra (junctional / mobile / semirigid / rigid)."""
+    if label in _LOCATION:
+        return Finding(_LOCATION[label], "measured", "from the vertebra level")
+    if label == 26:
+        return Finding.na("undivided sacrum label: S1 (junctional) or S2-S5 (rigid) unresolved")
+    if label in (25, 28):
+        return Finding.na(
+            "transitional vertebra: SINS location refused until numbering is confirmed"
+        )
+    return Finding.na("level outside the SINS location table")
+
+
+def lesion_voxels(
+    geo: VertebraGeometry, structures: npt.NDArray[np.integer]
+) -> npt.NDArray[np.bool_]:
+    """Mask (over ``geo``'s voxels) of osseous lesion voxels."""
+    return np.isin(np.asarray(structures)[tuple(geo.index.T)], LESION_CODES)
+
+
+def voxel_extent_along(affine: FArr, direction: FArr) -> float:
+    """Extent of one voxel box along a unit direction (mm)."""
+    return float(np.sum(np.abs(direction @ np.asarray(affine)[:3, :3])))
+
+
+def body_heights(
+    geo: VertebraGeometry, affine: FArr, band_fraction: float
+) -> dict[str, float] | None:
+    """Anterior, middle and posterior heights of the body along its own superior axis.
+
+    The body's depth (along ``a``) is split into bands of ``band_fraction`` of the depth at
+    the anterior and posterior walls and about the middle; each height is the extent of the
+    body voxels of the band along ``s`` (central half of the width only, away from the
+    rounded lateral walls), plus one voxel's extent.
+    """
+    body = geo.body_mask
+    if body.sum() < 20:
+        return None
+    loc = geo.local(geo.points[body])
+    lat, ap, si = loc[:, 0], loc[:, 1], loc[:, 2]
+    hw = np.percentile(np.abs(lat), 98)
+    central = np.abs(lat) <= 0.5 * hw
+    a_lo, a_hi = np.percentile(ap, 1), np.percentile(ap, 99)
+    depth = a_hi - a_lo
+    if depth <= 0:
+        return None
+    bands = {
+        "anterior": ap >= a_hi - band_fraction * depth,
+        "middle": np.abs(ap - (a_lo + a_hi) / 2) <= band_fraction * depth / 2,
+        "posterior": ap <= a_lo + band_fraction * depth,
+    }
+    vox = voxel_extent_along(affine, geo.s)
+    # height of each 1 mm column of the band, then the band's median column: the band's
+    # extent as a whole would be set by its least collapsed column
+    col = np.floor((ap - a_lo) / 1.0).astype(np.int64)
+    out: dict[str, float] = {}
+    for name, sel in bands.items():
+        sel = sel & central
+        if sel.sum() < 3:
+            return None
+        hs = []
+        for c in np.unique(col[sel]):
+            cs = si[sel & (col == c)]
+            if len(cs) >= 2:
+                hs.append(cs.max() - cs.min() + vox)
+        if not hs:
+            return None
+        out[name] = float(np.median(hs))
+    out["depth"] = float(depth)
+    return out
+
+
+def lesion_quality_ct(
+    geo: VertebraGeometry,
+    lesion: npt.NDArray[np.bool_],
+    ct: npt.NDArray[np.floating],
+    reference_hu: float,
+    cfg: dict[str, Any],
+    reference_why: str,
+) -> tuple[Finding, dict[str, float]]:
+    """Lytic / blastic / mixed from CT attenuation relative to the patient's normal bone.
+
+    Core voxels of the lesion (one-voxel erosion, so that partial volume with the cortex
+    and the marrow does not decide) are compared with ``reference_hu``.
+    """
+    idx = geo.index[lesion]
+    lo = idx.min(0)
+    box = np.zeros(tuple(idx.max(0) - lo + 1), dtype=bool)
+    box[tuple((idx - lo).T)] = True
+    core = ndimage.binary_erosion(box)
+    use = core[tuple((idx - lo).T)]
+    if use.sum() < max(10, 0.2 * len(idx)):
+        use = np.ones(len(idx), dtype=bool)
+    hu = np.asarray(ct)[tuple(idx[use].T)].astype(np.float64)
+    d = hu - reference_hu
+    lytic = float(np.mean(d < -cfg["lytic_delta_hu"]))
+    blastic = float(np.mean(d > cfg["blastic_delta_hu"]))
+    meas = {
+        "lesion_median_hu": float(np.median(hu)),
+        "reference_hu": float(reference_hu),
+        "lytic_share": round(lytic, 4),
+        "blastic_share": round(blastic, 4),
+    }
+    m = cfg["mixed_min_share"]
+    if lytic >= m and blastic >= m:
+        return Finding(
+            "mixed",
+            "measured",
+            f"lytic {lytic:.0%} and blastic {blastic:.0%} of the lesion core vs {reference_why}",
+        ), meas
+    if max(lytic, blastic) < m:
+        return Finding.na(
+            f"lesion attenuation not distinct from normal bone ({reference_why})"
+        ), meas
+    q = "lytic" if lytic > blastic else "blastic"
+    return Finding(
+        q, "measured", f"{max(lytic, blastic):.0%} of the lesion core {q} vs {reference_why}"
+    ), meas
+
+
+def reference_bone_hu(
+    geos: list[VertebraGeometry],
+    involved: dict[int, bool],
+    ct: npt.NDArray[np.floating],
+    cfg: dict[str, Any],
+) -> tuple[float, str, bool]:
+    """Median HU of the central bodies of uninvolved vertebrae (the patient's own bone).
+
+    Returns the value, a description, and whether it was measured (False: config fallback).
+    """
+    vals = []
+    used = []
+    for g in geos:
+        if involved.get(g.label):
+            continue
+        body = g.body_mask
+        loc = g.local(g.points[body])
+        r = np.percentile(np.abs(loc), 90, axis=0)
+        central = np.all(np.abs(loc) <= 0.5 * np.maximum(r, 1e-6), axis=1)
+        idx = g.index[body][central]
+        if len(idx) < cfg["min_reference_voxels"]:
+            continue
+        vals.append(np.asarray(ct)[tuple(idx.T)])
+        used.append(g.level)
+    if not vals:
+        return (
+            float(cfg["fallback_reference_hu"]),
+            "a default trabecular HU (no uninvolved vertebra)",
+            False,
+        )
+    ref = float(np.median(np.concatenate(vals)))
+    return ref, f"median {ref:.0f} HU of uninvolved {', '.join(used)}", True
+
+
+def posterolateral(
+    geo: VertebraGeometry, lesion: npt.NDArray[np.bool_], voxel_mm3: float, cfg: dict[str, Any]
+) -> tuple[Finding, dict[str, float]]:
+    """None / unilateral / bilateral involvement of pedicles, facets, costovertebral joints.
+
+    Sides are taken from the pedicle labels and, for the posterior elements and the body,
+    from the sign of the left axis of the vertebra's own frame (patient space). Laminae and
+    the spinous process (medial posterior elements) do not count (SINS wording).
+    """
+    if not np.any(geo.parts):
+        return Finding.na("no vertebra-parts segmentation"), {}
+    loc = geo.local(geo.points)
+    lat, ap = loc[:, 0], loc[:, 1]
+    post = geo.parts == L.POSTERIOR
+    body = geo.parts == L.BODY
+    side_mm3 = {"left": 0.0, "right": 0.0}
+    side_mm3["left"] += float(np.sum(lesion & (geo.parts == L.PEDICLE_L))) * voxel_mm3
+    side_mm3["right"] += float(np.sum(lesion & (geo.parts == L.PEDICLE_R))) * voxel_mm3
+    if post.any():
+        hw = np.percentile(np.abs(lat[post]), 98)
+        facet = post & (np.abs(lat) >= cfg["facet_lateral_fraction"] * hw)
+        side_mm3["left"] += float(np.sum(lesion & facet & (lat > 0))) * voxel_mm3
+        side_mm3["right"] += float(np.sum(lesion & facet & (lat < 0))) * voxel_mm3
+    if cfg.get("costovertebral", True) and geo.label in THORACIC and body.any():
+        bl, ba = lat[body], ap[body]
+        hwb = np.percentile(np.abs(bl), 98)
+        a_lo, a_hi = np.percentile(ba, 1), np.percentile(ba, 99)
+        cv = (
+            body
+            & (np.abs(lat) >= cfg["cv_lateral_fraction"] * hwb)
+            & (ap <= a_lo + cfg["cv_posterior_fraction"] * (a_hi - a_lo))
+        )
+        side_mm3["left"] += float(np.sum(lesion & cv & (lat > 0))) * voxel_mm3
+        side_mm3["right"] += float(np.sum(lesion & cv & (lat < 0))) * voxel_mm3
+    sides = [s for s, v in side_mm3.items() if v >= cfg["min_side_mm3"]]
+    value = {0: "none", 1: "unilateral", 2: "bilateral"}[len(sides)]
+    why = (
+        f"tumour in the {' and '.join(sides)} pedicle/facet/costovertebral region"
+        if sides
+        else "no tumour in pedicles, facets or costovertebral joints"
+    )
+    meas = {f"posterolateral_{k}_mm3": round(v, 1) for k, v in side_mm3.items()}
+    return Finding(value, "measured", why), meas
+
+
+def collapse_category(
+    collapse_pct: float | None,
+    body_pct: float | None,
+    cfg_collapse: dict[str, Any],
+    body_involved_pct: float,
+) -> str | None:
+    """SINS collapse category from the height loss and the involved share of the body."""
+    if collapse_pct is None:
+        return None
+    if collapse_pct >= cfg_collapse["min_collapse_pct"]:
+        return "gt50" if collapse_pct > 50.0 else "lt50"
+    if body_pct is not None and body_pct > body_involved_pct:
+        return "no_collapse_gt50_involved"
+    return "none"

@@ -1,0 +1,187 @@
+"""Imaging features on analytic phantoms sampled in several acquisition orientations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.features import contiguous_segments, extract_features, load_config
+from pipeline.features.phantom import default_phantom, grid, render
+from pipeline.features.vertebra import location_class
+from pipeline.io.volume import Volume
+
+ORIENTATIONS = ["axial", "axial_flipped", "sagittal", "oblique"]
+
+
+def _run(ph, kind="axial", modality="CT", fov=(50.0, 60.0, 140.0), centre=(0.0, 0.0, 8.0), **kw):
+    shape, aff = grid(kind, 1.0, fov=fov, centre=centre)
+    r = render(ph, shape, aff)
+    img = Volume(r["ct"] if modality == "CT" else r["ct"] * 0 + 100.0, aff, modality)
+    return extract_features(img, r["vertebrae"], r["structures"], r["parts"], **kw), r
+
+
+def _asymmetric():
+    """T10: lytic body + LEFT pedicle lesion, 40% anterior wedge, grade 2; T8-T9 slipped 6 mm forward."""
+    ph = default_phantom(15, 5)
+    t10 = ph.vertebrae[2]
+    t10.lesion, t10.lesion_where, t10.wedge, t10.escc = "lytic", ("body", "left_pedicle"), 0.4, "2"
+    ph.vertebrae[0].shift = ph.vertebrae[1].shift = (0.0, -6.0, 0.0)
+    return ph
+
+
+@pytest.fixture(scope="module")
+def per_orientation():
+    return {k: _run(_asymmetric(), k)[0] for k in ORIENTATIONS}
+
+
+@pytest.mark.parametrize("kind", ORIENTATIONS)
+def test_asymmetric_phantom_same_findings_in_every_orientation(per_orientation, kind):
+    f = per_orientation[kind]
+    assert f.levels == ["T8", "T9", "T10", "T11", "T12"]
+    assert f.involved_levels == ["T10"]
+    t10 = f.vertebra("T10")
+    assert t10 is not None
+    assert t10.lesion.value == "lytic" and t10.lesion.provenance == "measured"
+    # the lesion is in the LEFT pedicle: left measured, right empty (patient space, not array axes)
+    assert t10.posterolateral.value == "unilateral"
+    assert t10.measurements["posterolateral_left_mm3"] > 100
+    assert t10.measurements["posterolateral_right_mm3"] == 0
+    assert 30.0 <= t10.measurements["collapse_pct"] <= 50.0
+    assert t10.collapse.value == "lt50"
+    assert t10.alignment.value == "subluxation_translation"
+    assert abs(t10.measurements["translation_mm"] - 6.0) <= 1.5
+    assert f.escc.per_level["T10"] == "2" and f.escc.worst_level == "T10"
+    assert f.escc.provenance == "estimated"  # CT
+    for other in ("T8", "T11", "T12"):
+        v = f.vertebra(other)
+        assert v is not None and not v.involved and v.collapse.value == "none"
+    assert f.vertebra("T12").alignment.value == "normal"
+
+
+def test_right_pedicle_is_reported_right():
+    ph = default_phantom(15, 4)
+    ph.vertebrae[1].lesion, ph.vertebrae[1].lesion_where = "blastic", ("right_pedicle",)
+    for kind in ("axial_flipped", "oblique"):
+        f, _ = _run(ph, kind, fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0))
+        v = f.vertebra("T9")
+        assert v.posterolateral.value == "unilateral"
+        assert v.measurements["posterolateral_right_mm3"] > 50
+        assert v.measurements["posterolateral_left_mm3"] == 0
+
+
+@pytest.mark.parametrize("grade", ["0", "1a", "1b", "1c", "2", "3"])
+def test_bilsky_grades_on_phantom(grade):
+    ph = default_phantom(15, 4)
+    ph.vertebrae[1].escc = None if grade == "0" else grade
+    f, _ = _run(
+        ph,
+        "oblique" if grade in ("1b", "3") else "axial",
+        fov=(50.0, 60.0, 110.0),
+        centre=(0.0, 0.0, 21.0),
+    )
+    assert f.escc.per_level["T9"] == grade
+    assert f.escc.worst_grade == grade
+    assert all(g == "0" for lv, g in f.escc.per_level.items() if lv != "T9")
+    if grade != "0":
+        assert f.escc.worst_level == "T9"
+        assert f.escc.worst_slice is not None and f.escc.worst_slice.tumour_area_mm2 > 0
+
+
+def test_escc_on_axial_t2_is_measured_and_mr_quality_not_assessable():
+    ph = default_phantom(15, 4)
+    ph.vertebrae[1].escc, ph.vertebrae[1].lesion = "1c", "lytic"
+    f, _ = _run(
+        ph,
+        "axial",
+        "MR",
+        fov=(50.0, 60.0, 110.0),
+        centre=(0.0, 0.0, 21.0),
+        escc_source="mr_axial_t2",
+    )
+    assert f.escc.provenance == "measured"
+    v = f.vertebra("T9")
+    assert v.involved and v.lesion.value is None and v.provenance["lesion"] == "not_assessable"
+    assert "CT" in v.why["lesion"]
+
+
+@pytest.mark.parametrize("quality", ["lytic", "blastic", "mixed"])
+def test_lesion_quality_against_own_bone(quality):
+    ph = default_phantom(15, 4)
+    ph.vertebrae[2].lesion = quality
+    f, _ = _run(ph, "axial", fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0))
+    v = f.vertebra("T10")
+    assert v.lesion.value == quality
+    assert v.measurements["reference_hu"] == pytest.approx(220.0)
+
+
+def test_body_involvement_over_half_without_collapse():
+    ph = default_phantom(15, 4)
+    ph.vertebrae[1].lesion, ph.vertebrae[1].lesion_body_fraction = "lytic", 0.7
+    f, _ = _run(ph, "axial", fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0))
+    v = f.vertebra("T9")
+    assert v.measurements["body_involvement_pct"] > 55
+    assert v.collapse.value == "no_collapse_gt50_involved"
+
+
+def test_collapse_over_half_and_focal_kyphosis():
+    ph = default_phantom(15, 5)
+    ph.vertebrae[2].wedge = 0.65
+    ph.vertebrae[2].lesion = "lytic"
+    f, _ = _run(ph, "axial")
+    assert f.vertebra("T10").collapse.value == "gt50"
+    ph = default_phantom(15, 5)
+    for v in ph.vertebrae[:2]:
+        v.kyphosis_deg = 15.0
+    ph.vertebrae[0].shift = (0.0, -7.0, -1.0)
+    ph.vertebrae[1].shift = (0.0, -2.0, 0.0)
+    ph.vertebrae[2].lesion = "lytic"
+    f, _ = _run(ph, "axial")
+    t9 = f.vertebra("T9")
+    assert abs(t9.measurements["kyphosis_deg"]) >= 10.0
+
+
+def test_no_parts_map_makes_posterolateral_not_assessable():
+    ph = default_phantom(15, 3)
+    ph.vertebrae[1].lesion = "lytic"
+    shape, aff = grid("axial", 1.0, fov=(50.0, 60.0, 90.0), centre=(0.0, 0.0, 34.0))
+    r = render(ph, shape, aff)
+    f = extract_features(Volume(r["ct"], aff, "CT"), r["vertebrae"], r["structures"], None)
+    v = f.vertebra("T9")
+    assert v.provenance["posterolateral"] == "not_assessable"
+    assert any("parts" in m for m in f.messages)
+
+
+def test_contiguous_segments_cross_regions():
+    assert contiguous_segments([18, 19, 20, 22]) == [["T11", "T12", "L1"], ["L3"]]
+    assert contiguous_segments([19, 28, 20]) == [["T12", "T13", "L1"]]
+    assert contiguous_segments([]) == []
+
+
+def test_location_classes():
+    assert location_class(8).value == "junctional"  # T1
+    assert location_class(10).value == "semirigid"  # T3
+    assert location_class(22).value == "mobile"  # L3
+    assert location_class(26).provenance == "not_assessable"  # undivided sacrum
+    assert location_class(28).provenance == "not_assessable"  # T13
+
+
+def test_config_tolerances_change_the_answer():
+    ph = default_phantom(15, 4)
+    ph.vertebrae[1].lesion = "lytic"
+    ph.vertebrae[1].lesion_where = ("body",)
+    ph.vertebrae[1].lesion_body_fraction = 0.05
+    cfg = load_config(overrides={"involvement": {"min_lesion_ml": 50.0}})
+    f, _ = _run(ph, "axial", fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0), config=cfg)
+    assert f.involved_levels == []
+    f, _ = _run(ph, "axial", fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0))
+    assert f.involved_levels == ["T9"]
+
+
+def test_deterministic():
+    ph = default_phantom(15, 3)
+    ph.vertebrae[1].escc, ph.vertebrae[1].lesion = "2", "mixed"
+    kw = {"fov": (50.0, 60.0, 85.0), "centre": (0.0, 0.0, 34.0)}
+    a, _ = _run(ph, "oblique", **kw)
+    b, _ = _run(ph, "oblique", **kw)
+    assert [v.measurements for v in a.vertebrae] == [v.measurements for v in b.vertebrae]
+    assert np.isclose(a.escc.worst_slice.sac_area_mm2, b.escc.worst_slice.sac_area_mm2)
