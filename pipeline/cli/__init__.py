@@ -23,6 +23,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "pipeline.cli.inspect_cmd",
     "pipeline.cli.segment_cmd",
     "pipeline.cli.train_cmd",
+    "pipeline.cli.score_cmd",
 )
 
 

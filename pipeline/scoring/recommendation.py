@@ -54,6 +54,18 @@ DISCLAIMER = (
 )
 
 
+def flag_meaning(code: str) -> str:
+    """One line explaining a flag code."""
+    if code in FLAG_TEXT:
+        return FLAG_TEXT[code]
+    if code.startswith("INCOMPLETE_") and code.endswith("_MISSING"):
+        item = code[len("INCOMPLETE_") : -len("_MISSING")].replace("_", " ").lower()
+        return f"{item} not given: never imputed; the score is reported as the range it could take"
+    if code.startswith("KPS_FROM_ECOG_MAPPING_"):
+        return f"KPS derived from ECOG through the named mapping {code[-1]} (SCORING.md 7.3)"
+    return code.replace("_", " ").lower()
+
+
 def _fmt_range(reach: tuple[int, ...]) -> str:
     return str(reach[0]) if len(reach) == 1 else f"{reach[0]}-{reach[-1]}"
 
@@ -196,6 +208,6 @@ def build_recommendation(rec: Any, results: dict[str, Any], tables: Tables) -> d
     for r in results.values():
         if r is not None and hasattr(r, "flags"):
             flags |= set(r.flags)
-    detail["flags"] = [{"code": f, "meaning": FLAG_TEXT.get(f, f.replace("_", " ").lower())} for f in sorted(flags)]
+    detail["flags"] = [{"code": f, "meaning": flag_meaning(f)} for f in sorted(flags)]
     detail["what_would_change"] = changes
     return detail
