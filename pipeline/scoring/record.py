@@ -205,6 +205,31 @@ def _cv_flag(block: Mapping[str, Any]) -> bool | None:
     return bool(flag) or in_sites
 
 
+_NEGATIVE = {"", "none", "no", "false", "absent", "not_involved"}
+
+
+def _mentions_cv(key: str, value: Any) -> bool | None:
+    """Costovertebral involvement stated under another name in the ``sins`` block.
+
+    ``costovertebral*`` keys (bool, side word, list) and ``posterolateral_*`` keys whose
+    value names a costovertebral joint are understood; None when the key is unrelated.
+    """
+    if "costovertebral" in key or "cv_joint" in key:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return hist.normalise_term(value) not in _NEGATIVE
+        if isinstance(value, list):
+            return any(isinstance(x, str) and hist.normalise_term(x) not in _NEGATIVE for x in value)
+        return None
+    if key.startswith("posterolateral_"):
+        items = value if isinstance(value, list) else [value]
+        if all(isinstance(x, str) for x in items):
+            hit = any("costovertebral" in hist.normalise_term(x) or "cv_joint" in hist.normalise_term(x) for x in items)
+            return True if hit else None
+    return None
+
+
 def validate(inputs: Mapping[str, Any], tables: Tables) -> dict[str, Any]:
     """Check names, types and vocabularies; returns a normalised copy (blocks as dicts)."""
     if not isinstance(inputs, Mapping):
@@ -224,8 +249,8 @@ def validate(inputs: Mapping[str, Any], tables: Tables) -> dict[str, Any]:
                     continue
                 if k in spec:
                     blk[k] = _check_value(f"{key}.{k}", spec[k], v)
-                elif key == "sins" and "costovertebral" in k and isinstance(v, bool):
-                    blk["costovertebral_involved"] = v
+                elif key == "sins" and _mentions_cv(k, v) is not None:
+                    blk["costovertebral_involved"] = bool(blk.get("costovertebral_involved")) or _mentions_cv(k, v)
                 else:
                     unknown.append(f"{key}.{k}")
             out[key] = blk
