@@ -42,6 +42,7 @@ from pipeline.io.geometry import (
 )
 from pipeline.io.headers import (
     HeaderError,
+    _raw,
     expected_pixel_bytes,
     frames_from_header,
     non_image_reason,
@@ -97,22 +98,20 @@ class _Item:
 
 
 def _ident(ds: Any) -> dict[str, Any]:
-    def s(k: str) -> str:
-        v = ds.get(k, "")
-        return "" if v is None else str(v).strip()
-
-    sn = ds.get("SeriesNumber")
+    sn = _raw(ds, "SeriesNumber")
     try:
-        series_number = int(sn) if sn not in (None, "") else None
-    except (TypeError, ValueError):
+        series_number = int(float(sn)) if sn else None
+    except ValueError:
         series_number = None
+    desc = ds.get("SeriesDescription", "")
     return {
-        "study_uid": s("StudyInstanceUID"),
-        "series_uid": s("SeriesInstanceUID"),
-        "for_uid": s("FrameOfReferenceUID"),
-        "modality": s("Modality").upper() or "OT",
+        "study_uid": _raw(ds, "StudyInstanceUID") or "",
+        "series_uid": _raw(ds, "SeriesInstanceUID") or "",
+        "for_uid": _raw(ds, "FrameOfReferenceUID") or "",
+        "modality": (_raw(ds, "Modality") or "").upper() or "OT",
         "series_number": series_number,
-        "description": s("SeriesDescription"),
+        "description": "" if desc is None else str(desc).strip(),
+        "samples_per_pixel": ds.get("SamplesPerPixel") or 1,
     }
 
 
@@ -143,6 +142,7 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
         defaultdict(list)
     )
     truncated: set[Path] = set()
+    header_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
     for f in files:
         try:
             ds, tail = read_header(f)
@@ -163,7 +163,11 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
             else:
                 non_image[(study_key, series_key)].append((f, why, ident, series_header(ds)))
             continue
-        header = series_header(ds)
+        # Series-level fields are read once per series (they are the same on every image).
+        hkey = (study_key, series_key, ident["series_number"], ident["description"])
+        header = header_cache.get(hkey)
+        if header is None:
+            header = header_cache[hkey] = series_header(ds)
         expected = expected_pixel_bytes(ds)
         if tail == 0:
             non_image[(study_key, series_key)].append((f, "no pixel data", ident, header))
@@ -230,10 +234,12 @@ def _build_series(
             fr.rows,
             fr.columns,
             ps,
-            it.header["samples_per_pixel"],
+            it.ident["samples_per_pixel"],
             fr.echo_number,
             fr.temporal_index,
             fr.stack_id,
+            # multi-frame: magnitude / phase / other frame types are separate stacks
+            fr.image_type if fr.frame_index is not None else None,
         )
         sub[k].append(fr)
     # Orientations across the whole series key (sub-groups may already separate them).
@@ -271,13 +277,13 @@ def _build_series(
         key = series_key if len(stacks) == 1 else f"{series_key}#{idx + 1}"
         geo = check_stack(stack, cfg)
         findings = [*dup_findings, *extra, *geo.findings]
-        if it.header["samples_per_pixel"] != 1:
+        if it.ident["samples_per_pixel"] != 1:
             findings.insert(
                 0,
                 Finding(
                     "NOT_GRAYSCALE",
                     "error",
-                    f"{it.header['samples_per_pixel']} samples per pixel "
+                    f"{it.ident['samples_per_pixel']} samples per pixel "
                     f"({it.header['photometric'] or '?'}): not a grey-scale image",
                 ),
             )

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -105,6 +106,53 @@ def read_header(path: Path) -> tuple[Dataset, int]:
             "DICOM_UNREADABLE", "header ends before SOP class and modality (truncated file?)"
         )
     return ds, tail
+
+
+_TAGS: dict[str, int] = {}
+
+
+def _raw(ds: Dataset, keyword: str) -> str | None:
+    """Text of an ASCII-valued element (UI, CS, DS, IS) without pydicom's conversion.
+
+    Discovery reads ~20 such values per file; skipping pydicom's per-value validation
+    roughly halves the per-file cost. Binary VRs (US, FD) and free text that may use
+    another character set (descriptions) must not go through here.
+    """
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        t = tag_for_keyword(keyword)
+        if t is None:
+            raise KeyError(keyword)
+        tag = _TAGS[keyword] = t
+    elem = ds.get_item(tag)
+    if elem is None:
+        return None
+    v = elem.value
+    if v is None:
+        return None
+    if isinstance(v, bytes):
+        return v.decode("latin-1").strip(" \x00")
+    if isinstance(v, list | tuple | pydicom.multival.MultiValue):
+        return "\\".join(str(x) for x in v)
+    return str(v).strip()
+
+
+def _raw_float(ds: Dataset, keyword: str) -> float | None:
+    t = _raw(ds, keyword)
+    return _float(t.split("\\")[0]) if t else None
+
+
+def _raw_int(ds: Dataset, keyword: str) -> int | None:
+    t = _raw(ds, keyword)
+    try:
+        return int(float(t.split("\\")[0])) if t else None
+    except ValueError:
+        return None
+
+
+def _raw_vec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
+    t = _raw(ds, keyword)
+    return _vec(t.split("\\"), n) if t else None
 
 
 def _str(ds: Dataset, keyword: str) -> str:
@@ -241,16 +289,14 @@ def frames_from_header(ds: Dataset, path: Path) -> list[Frame]:
     """
     rows = _int(ds.get("Rows")) or 0
     cols = _int(ds.get("Columns")) or 0
-    sop_uid = _str(ds, "SOPInstanceUID")
-    inst = _int(ds.get("InstanceNumber"))
-    image_type = tuple(str(x).upper() for x in (ds.get("ImageType") or []))
+    sop_uid = _raw(ds, "SOPInstanceUID") or ""
+    inst = _raw_int(ds, "InstanceNumber")
+    image_type = tuple(x.strip().upper() for x in (_raw(ds, "ImageType") or "").split("\\") if x)
     top_rescale = None
-    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        top_rescale = (
-            _float(ds.get("RescaleSlope")) or 1.0,
-            _float(ds.get("RescaleIntercept")) or 0.0,
-        )
-    n_frames = _int(ds.get("NumberOfFrames")) or 1
+    slope, intercept = _raw_float(ds, "RescaleSlope"), _raw_float(ds, "RescaleIntercept")
+    if slope is not None or intercept is not None:
+        top_rescale = (slope if slope is not None else 1.0, intercept or 0.0)
+    n_frames = _raw_int(ds, "NumberOfFrames") or 1
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     shared = _first(ds, "SharedFunctionalGroupsSequence")
 
@@ -260,16 +306,16 @@ def frames_from_header(ds: Dataset, path: Path) -> list[Frame]:
                 path=path,
                 frame_index=None,
                 sop_uid=sop_uid,
-                position=_vec(ds.get("ImagePositionPatient"), 3),
-                orientation=_vec(ds.get("ImageOrientationPatient"), 6),
-                pixel_spacing=_pixel_spacing(ds.get("PixelSpacing")),
+                position=_raw_vec(ds, "ImagePositionPatient", 3),
+                orientation=_raw_vec(ds, "ImageOrientationPatient", 6),
+                pixel_spacing=_pixel_spacing((_raw(ds, "PixelSpacing") or "").split("\\")),
                 rows=rows,
                 columns=cols,
                 instance_number=inst,
-                slice_thickness=_float(ds.get("SliceThickness")),
+                slice_thickness=_raw_float(ds, "SliceThickness"),
                 rescale=top_rescale,
-                echo_number=_int(ds.get("EchoNumbers")),
-                temporal_index=_int(ds.get("TemporalPositionIdentifier")),
+                echo_number=_raw_int(ds, "EchoNumbers"),
+                temporal_index=_raw_int(ds, "TemporalPositionIdentifier"),
                 image_type=image_type,
             )
         ]
