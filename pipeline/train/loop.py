@@ -182,6 +182,9 @@ def train(
                 cases += [load_case(p) for p in more if p not in known]
                 train_files = more
                 log(f"{len(cases)} training cases")
+            if len(val) < cfg.val_cases:
+                val_files = sorted((cache / "val").glob("*.npz"))[: cfg.val_cases]
+                val = [load_case(p) for p in val_files]
         rng = np.random.default_rng([cfg.seed, step])
         batch = [
             sample_patch(

@@ -1,0 +1,130 @@
+"""Training recipe and built-in backend end to end on tiny phantoms (seconds, CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.io import Volume
+from pipeline.segment import get_segmenter
+from pipeline.segment.builtin import BuiltinSegmenter, resolve_device
+from pipeline.segment.model import ModelCard, file_sha256
+from pipeline.train.cache import build_cache, load_case
+from pipeline.train.config import TrainConfig, load_train_config
+from pipeline.train.loop import sample_patch, train
+
+TINY = {
+    "type": "monai.networks.nets.UNet", "spatial_dims": 3, "in_channels": 2, "out_channels": 12,
+    "channels": [4, 8], "strides": [2], "num_res_units": 0, "norm": "instance",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainConfig]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import spine_phantom
+
+    root = tmp_path_factory.mktemp("train")
+
+    def src(seeds: range):
+        for s in seeds:
+            img, t = spine_phantom(
+                3, sacrum=bool(s % 2), spacing=4.0, modality="CT" if s % 2 else "MR"
+            )
+            yield f"ph-{s}", img, t
+
+    build_cache(root / "cache" / "train", src(range(2)), 4.0)
+    build_cache(root / "cache" / "val", src(range(5, 6)), 4.0)
+    torch.manual_seed(0)
+    cfg = TrainConfig(name="tiny", run_dir=str(root / "run"), cache_dir=str(root / "cache"),
+                      export_dir=str(root / "model"), spacing_mm=4.0, steps=4, patch_size=16, roi_size=16,
+                      ckpt_every=2, log_every=1, val_every=2, architecture=TINY)  # fmt: skip
+    train(cfg, log=lambda m: None, max_steps=2)
+    out = train(cfg, log=lambda m: None)
+    return out, cfg
+
+
+def test_cache_case_holds_model_grid_image_and_targets(
+    tiny_model: tuple[Path, TrainConfig],
+) -> None:
+    _, cfg = tiny_model
+    case = load_case(next((cfg.path("cache_dir") / "train").glob("*.npz")))
+    assert case["image"].dtype == np.float16 and case["sem"].shape == case["image"].shape
+    assert set(np.unique(case["sem"])) >= {0, 1, 5, 6}  # background, body, sac, cord
+    assert float(case["level"].max()) > 0
+    x, y, lt = sample_patch(case, 16, np.random.default_rng(0), 1.0)
+    assert x.shape == (2, 16, 16, 16) and y.shape == (1, 16, 16, 16) and lt.shape == (1, 16, 16, 16)
+    assert np.isnan(lt[y == 0]).all()
+
+
+def test_training_resumes_logs_and_exports_a_card(tiny_model: tuple[Path, TrainConfig]) -> None:
+    out, cfg = tiny_model
+    log = (cfg.path("run_dir") / "metrics.jsonl").read_text().splitlines()
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in log if '"loss"' in line]
+    assert steps == [1, 2, 3, 4]  # two calls, resumed at step 2
+    card = yaml.safe_load((out / "card.yaml").read_text())
+    assert card["sha256"] == file_sha256(out / "model.safetensors")
+    assert card["training"]["steps_done"] == 4 and card["spacing_mm"] == [4.0] * 3
+    assert card["classes"][0] == "background" and card["level_channel"] == 11
+
+
+def test_builtin_segments_onto_the_source_grid_and_is_cached(
+    tiny_model: tuple[Path, TrainConfig], phantom
+) -> None:
+    out, _ = tiny_model
+    seg = get_segmenter("builtin", device="cpu", model=str(out))
+    assert get_segmenter("builtin", device="cpu", model=str(out)) is seg  # loaded once per process
+    img, _ = phantom(3, spacing=3.0)
+    # Non-canonical input: flip the first axis; results must come back on this grid.
+    aff = img.affine.copy()
+    aff[:3, 3] = img.index_to_lps([img.shape[0] - 1, 0, 0])
+    aff[:3, 0] *= -1
+    vol = Volume(img.array[::-1].copy(), aff, "CT")
+    res = seg.segment(vol)
+    for m in (res.vertebrae, res.structures, res.parts):
+        assert (
+            m.shape == vol.shape and np.allclose(m.affine, vol.affine) and m.array.dtype == np.int16
+        )
+    assert res.meta["backend"] == "builtin" and res.meta["device"] == "cpu"
+    assert set(res.meta["timings"]) == {"preprocess_s", "inference_s", "postprocess_s"}
+
+
+def test_bad_model_and_device_requests_are_named_errors(
+    tmp_path: Path, tiny_model: tuple[Path, TrainConfig]
+) -> None:
+    out, _ = tiny_model
+    with pytest.raises(ConfigError) as e:
+        get_segmenter("nope")
+    assert e.value.code == "UNKNOWN_SEGMENTER"
+    with pytest.raises(ConfigError) as e:
+        get_segmenter("labels")
+    assert e.value.code == "SEGMENTER_NEEDS_PATH"
+    with pytest.raises(ConfigError) as e:
+        ModelCard.load(tmp_path / "absent")
+    assert e.value.code == "MODEL_NOT_FOUND"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError) as e:
+            resolve_device("cuda:0")
+        assert e.value.code == "DEVICE_UNAVAILABLE"
+    # Weights that do not match the card's checksum are refused.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "card.yaml").write_text((out / "card.yaml").read_text())
+    (bad / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes()[:-4] + b"0000")
+    with pytest.raises(ConfigError) as e:
+        BuiltinSegmenter(bad, "cpu")
+    assert e.value.code == "MODEL_WEIGHTS_MISMATCH"
+
+
+def test_shipped_training_config_loads() -> None:
+    cfg = load_train_config("train.yaml")
+    assert cfg.architecture["out_channels"] == 12 and cfg.spacing_mm == 2.0
+    with pytest.raises(ConfigError):
+        load_train_config("train.yaml", bogus=1)
