@@ -18,6 +18,7 @@ TEXT_WEIGHTING: list[tuple[str, str]] = [
     ("STIR", r"stir|tirm|\bt2[ _-]?tir|short[ _-]?tau"),
     ("FLAIR", r"flair|\bdark[ _-]?fluid"),
     ("DWI", r"\bdwi\b|diff|\badc\b|trace|ep2d_diff|resolve"),
+    ("T2STAR", r"t2\*|t2[ _-]?star|\bmedic\b|\bmerge\b|\bswi\b"),
     ("T2", r"t2|\bt2w|\bhaste\b|\bssfse\b"),
     ("T1", r"t1|\bt1w|\bmprage\b|\bvibe\b|\blava\b"),
     ("PD", r"\bpd\b|\bpdw|proton[ _-]?dens"),
@@ -34,7 +35,7 @@ def _text(h: dict[str, Any]) -> str:
 
 
 def mr_weighting(h: dict[str, Any]) -> tuple[str, bool, list[str]]:
-    """MR weighting (T1, T2, STIR, PD, FLAIR, DWI or other), fat-sat flag, evidence.
+    """MR weighting (T1, T2, STIR, PD, FLAIR, DWI, T2STAR or other), fat-sat flag, evidence.
 
     Text in the series description / protocol / sequence name is trusted first
     (sites name their sequences); timing (TR/TE/TI) decides when the text is silent and

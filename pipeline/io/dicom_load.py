@@ -38,17 +38,19 @@ def _decode(path: Any) -> tuple[np.ndarray, Any]:
 
 
 def _frame_pixels(frames: list[Frame]) -> tuple[list[np.ndarray], Any]:
+    # Multi-frame files stay decoded while their frames are needed (frames of several
+    # files may interleave along the normal); single-frame files are decoded once each.
     cache: dict[Any, np.ndarray] = {}
     first_ds = None
     out = []
     for f in frames:
-        if f.path not in cache:
+        arr = cache.get(f.path)
+        if arr is None:
             arr, ds = _decode(f.path)
             if first_ds is None:
                 first_ds = ds
-            cache.clear()  # single- and multi-frame files are read in order; keep one
-            cache[f.path] = arr
-        arr = cache[f.path]
+            if f.frame_index is not None:
+                cache[f.path] = arr
         if f.frame_index is None:
             img = arr if arr.ndim == 2 else arr[0]
         else:
@@ -113,6 +115,11 @@ def load_series(series: Series) -> Volume:
     if series.errors:
         e = series.errors[0]
         raise InputError(e.code, f"series {series.key}: {e.message}")
+    if series.modality not in ("CT", "MR"):
+        raise InputError(
+            "UNSUPPORTED_MODALITY",
+            f"series {series.key} is {series.modality}; only CT and MR volumes are loaded",
+        )
     frames = series.frames
     spacing = series.slice_spacing
     if spacing is None:
@@ -125,7 +132,7 @@ def load_series(series: Series) -> Volume:
             slope, intercept = f.rescale
             v = v * np.float32(slope) + np.float32(intercept)
         data[:, :, k] = v.T  # pixel [row, col] -> array [col (along row dir), row]
-    modality = "CT" if series.modality == "CT" else "MR"
+    modality = series.modality
     if modality == "CT" and ds0 is not None and "PixelPaddingValue" in ds0:
         # Padding outside the reconstruction circle becomes air, not -3000 HU.
         slope, intercept = frames[0].rescale or (1.0, 0.0)

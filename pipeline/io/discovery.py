@@ -149,25 +149,41 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
         except HeaderError as exc:
             result.skipped.append(SkippedFile(f, exc.reason, exc.code))
             continue
-        ident = _ident(ds)
+        try:
+            ident = _ident(ds)
+        except Exception as exc:  # noqa: BLE001 - malformed identification values
+            result.skipped.append(
+                SkippedFile(
+                    f, f"unusable identification tags ({type(exc).__name__})", "DICOM_UNREADABLE"
+                )
+            )
+            continue
         study_key = ident["study_uid"] or f"noUID:{ident['for_uid'] or 'none'}"
         series_key = ident["series_uid"] or "noUID-" + _short_hash(
             ident["for_uid"], ident["series_number"], ident["description"], ident["modality"]
         )
-        why = non_image_reason(ds)
+        try:
+            why = non_image_reason(ds)
+            header = header_cache.get(
+                (study_key, series_key, ident["series_number"], ident["description"])
+            ) or series_header(ds)
+        except Exception as exc:  # noqa: BLE001
+            result.skipped.append(
+                SkippedFile(f, f"unusable header values ({type(exc).__name__})", "DICOM_UNREADABLE")
+            )
+            continue
         if why is not None:
             if why.startswith("DICOMDIR"):
                 result.skipped.append(
                     SkippedFile(f, "DICOMDIR index (the folder is walked instead)", "DICOMDIR")
                 )
             else:
-                non_image[(study_key, series_key)].append((f, why, ident, series_header(ds)))
+                non_image[(study_key, series_key)].append((f, why, ident, header))
             continue
         # Series-level fields are read once per series (they are the same on every image).
-        hkey = (study_key, series_key, ident["series_number"], ident["description"])
-        header = header_cache.get(hkey)
-        if header is None:
-            header = header_cache[hkey] = series_header(ds)
+        header_cache.setdefault(
+            (study_key, series_key, ident["series_number"], ident["description"]), header
+        )
         expected = expected_pixel_bytes(ds)
         if tail == 0:
             non_image[(study_key, series_key)].append((f, "no pixel data", ident, header))

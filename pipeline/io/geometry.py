@@ -178,7 +178,8 @@ def check_stack(frames: list[Frame], cfg: dict[str, Any] | None = None) -> Stack
             Finding(
                 "NO_GEOMETRY",
                 "error",
-                f"{missing} of {len(frames)} images lack Image Position/Orientation or Pixel Spacing",
+                f"{missing} of {len(frames)} images lack a valid Image Position/Orientation "
+                "(Patient) or Pixel Spacing",
             )
         )
         return StackGeometry(frames, findings)

@@ -194,6 +194,17 @@ def _vec(v: Any, n: int) -> np.ndarray | None:
     return a
 
 
+def _orientation(a: np.ndarray | None) -> np.ndarray | None:
+    """A usable IOP: two unit-length (within 10 %), orthogonal direction cosines."""
+    if a is None:
+        return None
+    r, c = a[:3], a[3:]
+    nr, nc = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+    if not (0.9 < nr < 1.1 and 0.9 < nc < 1.1) or abs(float(np.dot(r, c))) > 0.01 * nr * nc:
+        return None
+    return a
+
+
 def _pixel_spacing(v: Any) -> tuple[float, float] | None:
     a = _vec(v, 2)
     if a is None or np.any(a <= 0):
@@ -307,7 +318,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[Frame]:
                 frame_index=None,
                 sop_uid=sop_uid,
                 position=_raw_vec(ds, "ImagePositionPatient", 3),
-                orientation=_raw_vec(ds, "ImageOrientationPatient", 6),
+                orientation=_orientation(_raw_vec(ds, "ImageOrientationPatient", 6)),
                 pixel_spacing=_pixel_spacing((_raw(ds, "PixelSpacing") or "").split("\\")),
                 rows=rows,
                 columns=cols,
@@ -343,11 +354,13 @@ def frames_from_header(ds: Dataset, path: Path) -> list[Frame]:
                 _float(pvt.get("RescaleIntercept")) or 0.0,
             )
         position = _vec(pos_item.get("ImagePositionPatient"), 3) if pos_item else None
-        orientation = _vec(ori_item.get("ImageOrientationPatient"), 6) if ori_item else None
+        orientation = (
+            _orientation(_vec(ori_item.get("ImageOrientationPatient"), 6)) if ori_item else None
+        )
         if position is None:
             position = _vec(ds.get("ImagePositionPatient"), 3) if n_frames == 1 else None
         if orientation is None:
-            orientation = _vec(ds.get("ImageOrientationPatient"), 6)
+            orientation = _orientation(_vec(ds.get("ImageOrientationPatient"), 6))
         spacing = _pixel_spacing(meas.get("PixelSpacing")) if meas else None
         if spacing is None:
             spacing = _pixel_spacing(ds.get("PixelSpacing"))

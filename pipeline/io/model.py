@@ -67,7 +67,7 @@ class Classification:
     modality: str
     plane: str  # axial | sagittal | coronal | oblique | unknown
     obliquity_deg: float | None = None
-    weighting: str | None = None  # MR only: T1 | T2 | STIR | PD | FLAIR | DWI | other
+    weighting: str | None = None  # MR: T1 | T2 | STIR | PD | FLAIR | DWI | T2STAR | other
     fat_sat: bool = False
     kernel_class: str | None = None  # CT only: soft | bone | lung | other
     localizer: bool = False

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 import pytest
 from dicom_factory import series_with_point, unit, write_series
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import InputError
 from pipeline.io import Volume, discover, load_series, open_study, write_nifti
@@ -37,7 +40,7 @@ def _cosines(name: str) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("modality", ["CT", "MR"])
 def test_bright_voxel_lands_at_its_patient_coordinate(tmp_path, name, modality):
     r, c = _cosines(name)
-    series_with_point(tmp_path / "s", TARGET, row_dir=r, col_dir=c, modality=modality)
+    files = series_with_point(tmp_path / "s", TARGET, row_dir=r, col_dir=c, modality=modality)
     studies = discover(tmp_path)
     assert len(studies) == 1 and len(studies[0].series) == 1
     s = studies[0].series[0]
@@ -54,6 +57,51 @@ def test_bright_voxel_lands_at_its_patient_coordinate(tmp_path, name, modality):
         if np.max(np.abs(d[:, a])) > 0.8:  # clearly closest to one axis (not double oblique)
             assert int(np.argmax(np.abs(d[:, a]))) == a
     assert np.isclose(sorted(vol.spacing)[-1], 2.5)
+    # source refs follow the slice axis: the bright slice (k=3, InstanceNumber 4) is
+    # listed at the bright voxel's index along that axis
+    meta = vol.meta
+    k = int(idx[0][meta["slice_axis"]])
+    bright = next(f for f in files if pydicom.dcmread(f).InstanceNumber == 4)
+    assert meta["sop_instance_uids"][k] == pydicom.dcmread(bright).SOPInstanceUID
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    quat=st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(
+        lambda q: np.linalg.norm(q) > 0.1
+    ),
+    spacing=st.floats(0.3, 6.0),
+    ps=st.tuples(st.floats(0.2, 2.0), st.floats(0.2, 2.0)),
+    target=st.tuples(*[st.floats(-300, 300)] * 3),
+)
+def test_random_orientations_round_trip(tmp_path_factory, quat, spacing, ps, target):
+    q = np.asarray(quat) / np.linalg.norm(quat)
+    w, x, y, z = q
+    rot = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    folder = tmp_path_factory.mktemp("rand")
+    series_with_point(
+        folder,
+        target,
+        row_dir=rot[:, 0],
+        col_dir=rot[:, 1],
+        spacing=spacing,
+        pixel_spacing=ps,
+        shape=(5, 6, 7),
+        at=(2, 4, 1),
+    )
+    (s,) = discover(folder)[0].series
+    vol = load_series(s)
+    idx = np.argwhere(vol.array == vol.array.max())
+    assert len(idx) == 1
+    assert np.allclose(vol.index_to_lps(idx[0]), target, atol=1e-3)
 
 
 def test_ct_is_rescaled_to_hounsfield(tmp_path):
@@ -75,8 +123,6 @@ def test_open_study_meta_has_uids_and_no_phi(tmp_path):
     assert len(meta["sop_instance_uids"]) == len(files) == 7
     # SOP UIDs follow the slice axis: the bright slice k=3 is the 4th along +S here
     k = int(np.argwhere(vol.array == vol.array.max())[0][meta["slice_axis"]])
-    import pydicom
-
     bright = [f for f in files if pydicom.dcmread(f).InstanceNumber == 4][0]
     assert meta["sop_instance_uids"][k] == pydicom.dcmread(bright).SOPInstanceUID
     text = repr(meta)
