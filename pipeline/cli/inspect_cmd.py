@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -159,6 +160,9 @@ def _run_nifti(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``spinemet inspect``."""
+    if not getattr(args, "debug", False):
+        # pydicom logs every odd header value; the checks report what matters.
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
     if is_nifti(args.path):
         return _run_nifti(args)
     rules = load_rules(args.rules)

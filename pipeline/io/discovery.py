@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,16 +74,13 @@ class Discovery:
 
 
 def iter_files(path: Path) -> list[Path]:
-    """All regular files under ``path`` (or ``path`` itself), sorted, NIfTI excluded."""
+    """All regular files under ``path`` (or ``path`` itself), sorted by path."""
     if path.is_file():
         return [path]
     out: list[Path] = []
     for root, dirs, files in os.walk(path):
         dirs.sort()
-        for name in sorted(files):
-            p = Path(root) / name
-            if not is_nifti(p):
-                out.append(p)
+        out.extend(Path(root) / name for name in sorted(files))
     return out
 
 
@@ -115,35 +113,21 @@ def _ident(ds: Any) -> dict[str, Any]:
     }
 
 
-def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) -> Discovery:
-    """Discover studies and series under ``path`` (headers only), with skipped files.
-
-    ``rules`` is the selection-rules document (default ``configs/series_selection.yaml``);
-    its ``geometry`` section sets the check tolerances and ``kernel_classes`` the CT
-    kernel classes.
-
-    Raises
-    ------
-    InputError
-        ``INPUT_NOT_FOUND`` when the path does not exist.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise InputError("INPUT_NOT_FOUND", f"no such file or folder: {p}")
-    doc = load_rules(rules)
-    cfg = {**DEFAULTS, **(doc.get("geometry") or {})}
-    cfg["kernel_classes"] = doc.get("kernel_classes") or {}
-    result = Discovery()
-    files = iter_files(p)
-    result.n_files = len(files)
-
-    groups: dict[tuple[str, str], list[_Item]] = defaultdict(list)
-    non_image: dict[tuple[str, str], list[tuple[Path, str, dict[str, Any], dict[str, Any]]]] = (
-        defaultdict(list)
-    )
-    truncated: set[Path] = set()
+def _scan(
+    files: list[Path],
+    result: Discovery,
+    groups: dict[tuple[str, str], list[_Item]],
+    non_image: dict[tuple[str, str], list[tuple[Path, str, dict[str, Any], dict[str, Any]]]],
+    truncated: set[Path],
+) -> None:
+    """Read every file's header into ``groups`` / ``non_image`` / ``result.skipped``."""
     header_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
     for f in files:
+        if is_nifti(f):
+            result.skipped.append(
+                SkippedFile(f, "NIfTI file: open it on its own (--modality)", "NIFTI_FILE")
+            )
+            continue
         try:
             ds, tail = read_header(f)
         except HeaderError as exc:
@@ -201,6 +185,40 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
             continue
         for fr in frames:
             groups[(study_key, series_key)].append(_Item(fr, header, ident))
+
+
+def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) -> Discovery:
+    """Discover studies and series under ``path`` (headers only), with skipped files.
+
+    ``rules`` is the selection-rules document (default ``configs/series_selection.yaml``);
+    its ``geometry`` section sets the check tolerances and ``kernel_classes`` the CT
+    kernel classes.
+
+    Raises
+    ------
+    InputError
+        ``INPUT_NOT_FOUND`` when the path does not exist.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError("INPUT_NOT_FOUND", f"no such file or folder: {p}")
+    doc = load_rules(rules)
+    cfg = {**DEFAULTS, **(doc.get("geometry") or {})}
+    cfg["kernel_classes"] = doc.get("kernel_classes") or {}
+    result = Discovery()
+    files = iter_files(p)
+    result.n_files = len(files)
+
+    groups: dict[tuple[str, str], list[_Item]] = defaultdict(list)
+    non_image: dict[tuple[str, str], list[tuple[Path, str, dict[str, Any], dict[str, Any]]]] = (
+        defaultdict(list)
+    )
+    truncated: set[Path] = set()
+    with warnings.catch_warnings():
+        # pydicom warns about every odd value in real-world headers; the checks below
+        # report what matters for loading, so keep the user's terminal readable.
+        warnings.simplefilter("ignore")
+        _scan(files, result, groups, non_image, truncated)
 
     studies: dict[str, Study] = {}
     for (study_key, series_key), items in groups.items():

@@ -158,8 +158,8 @@ def select_series(
     """Select series by role from discovered studies.
 
     With several studies, the study whose selection fills the most roles wins (ties:
-    more loadable series, then the study UID in sort order); see
-    :func:`choose_study`.
+    more slices in the picked series, more loadable series, then the study key in sort
+    order); see :func:`choose_study`.
     """
     if isinstance(studies, Study):
         return select_in_study(studies, rules)
@@ -176,6 +176,7 @@ def choose_study(
     for st in studies:
         sel = select_in_study(st, rules)
         n_ok = sum(s.loadable for s in st.series)
-        scored.append(((-len(sel.picked), -n_ok, st.study_uid), st, sel))
+        n_picked_frames = sum(s.n_frames for s in sel.picked.values())
+        scored.append(((-len(sel.picked), -n_picked_frames, -n_ok, st.study_uid), st, sel))
     scored.sort(key=lambda t: t[0])
     return scored[0][1], scored[0][2]

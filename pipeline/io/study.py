@@ -1,7 +1,8 @@
 """``open_study``: from a path (DICOM folder or NIfTI file) to role-keyed volumes.
 
 Several studies under one path: the study whose selection fills the most roles is
-taken (ties: more loadable series, then the smaller study key), and a
+taken (ties: more slices in the picked series, more loadable series, then the smaller
+study key), and a
 ``MULTIPLE_STUDIES`` warning names how many were ignored. Processing every study is
 the batch runner's job.
 
