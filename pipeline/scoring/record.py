@@ -549,7 +549,7 @@ _CSV_KINDS = {**{k: v for k, v in SCALARS.items()}, **{f"{b}.{k}": v for b, s in
 def _csv_cell(path: str, text: str) -> Any:
     kind = _CSV_KINDS.get(path)
     t = text.strip()
-    if t == "" or t.lower() in ("null", "none", "na", "n/a"):
+    if t == "" or t.lower() in ("null", "na", "n/a"):  # "none" is a vocabulary value
         return None
     if kind is None:
         raise ScoringError("UNKNOWN_FIELD", f"unknown CSV column {path!r}")
