@@ -35,12 +35,28 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="JSON/YAML inputs object, CSV (one row per patient), or - for stdin")
-    p.add_argument("--explain", action="store_true", help="add, for each point, the rule and source that gave it")
-    p.add_argument("--format", choices=("json", "text"), default="json", help="json (default) or a text explanation")
+    p.add_argument(
+        "input", help="JSON/YAML inputs object, CSV (one row per patient), or - for stdin"
+    )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="add, for each point, the rule and source that gave it",
+    )
+    p.add_argument(
+        "--format",
+        choices=("json", "text"),
+        default="json",
+        help="json (default) or a text explanation",
+    )
     p.add_argument("--input-format", choices=("auto", "json", "yaml", "csv"), default="auto")
-    p.add_argument("--convention", action="append", default=[], metavar="NAME=VALUE",
-                   help="override an engine convention of configs/scoring.yaml (repeatable)")
+    p.add_argument(
+        "--convention",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override an engine convention of configs/scoring.yaml (repeatable)",
+    )
     p.set_defaults(func=run)
 
 
@@ -66,7 +82,9 @@ def _fmt(path: str, text: str, requested: str) -> str:
     return "json" if text.lstrip().startswith(("{", "[")) else "yaml"
 
 
-def score_text(text: str, fmt: str, *, explain: bool = False, conventions: dict[str, str] | None = None) -> tuple[Any, int]:
+def score_text(
+    text: str, fmt: str, *, explain: bool = False, conventions: dict[str, str] | None = None
+) -> tuple[Any, int]:
     """Score a document (the CLI's work, without I/O); returns (JSON-able result, exit code)."""
     tables = load_tables()
     if conventions:
@@ -77,7 +95,11 @@ def score_text(text: str, fmt: str, *, explain: bool = False, conventions: dict[
         else:
             docs = parse_document(text, fmt)
     except ScoringError as exc:
-        return {"error": exc.code, "errors": [exc.code], "error_messages": {exc.code: exc.message}}, EXIT_UNREADABLE
+        return {
+            "error": exc.code,
+            "errors": [exc.code],
+            "error_messages": {exc.code: exc.message},
+        }, EXIT_UNREADABLE
     if fmt == "csv" or isinstance(docs, list):
         results = []
         for i, doc in enumerate(docs):
@@ -99,10 +121,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         text = _read(args.input)
     except ScoringError as exc:
-        print(json.dumps({"error": exc.code, "errors": [exc.code], "error_messages": {exc.code: exc.message}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "error": exc.code,
+                    "errors": [exc.code],
+                    "error_messages": {exc.code: exc.message},
+                },
+                indent=2,
+            )
+        )
         return EXIT_UNREADABLE
     fmt = _fmt(args.input, text, args.input_format)
-    result, code = score_text(text, fmt, explain=args.explain or args.format == "text", conventions=conventions)
+    result, code = score_text(
+        text, fmt, explain=args.explain or args.format == "text", conventions=conventions
+    )
     if args.format == "text":
         for res in result if isinstance(result, list) else [result]:
             keys = [k for k in res if k not in ("explanation", "recommendation_detail")]

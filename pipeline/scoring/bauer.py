@@ -36,25 +36,63 @@ def score_bauer(inp: BauerInput, tables: Tables) -> ScoreResult:
         row = items[key]
         if value is None:
             flags.add(f"INCOMPLETE_{why.upper()}_MISSING")
-            comps.append(Component(SYSTEM, key, (0, int(row["points"])), None, f"{label}: unknown -> 0 or {row['points']}", row["source"]))
+            comps.append(
+                Component(
+                    SYSTEM,
+                    key,
+                    (0, int(row["points"])),
+                    None,
+                    f"{label}: unknown -> 0 or {row['points']}",
+                    row["source"],
+                )
+            )
         else:
             p = int(row["points"]) if value else 0
-            comps.append(Component(SYSTEM, key, (p,), str(value).lower(), f"{label}: {'yes' if value else 'no'} -> {p}", row["source"]))
+            comps.append(
+                Component(
+                    SYSTEM,
+                    key,
+                    (p,),
+                    str(value).lower(),
+                    f"{label}: {'yes' if value else 'no'} -> {p}",
+                    row["source"],
+                )
+            )
 
-    item("no_visceral_mets", None if inp.visceral_mets is None else not inp.visceral_mets, "no visceral metastases", "visceral")
+    item(
+        "no_visceral_mets",
+        None if inp.visceral_mets is None else not inp.visceral_mets,
+        "no visceral metastases",
+        "visceral",
+    )
     site: str | None = None
     if inp.primary is not None:
         name = hist.canonical(inp.primary, tables)
         if name is None:
-            raise ScoringError("HISTOLOGY_UNMAPPED", f"primary {inp.primary!r} is not in the histology vocabulary")
+            raise ScoringError(
+                "HISTOLOGY_UNMAPPED", f"primary {inp.primary!r} is not in the histology vocabulary"
+            )
         site = hist.site(name, tables)
     item("no_lung_cancer", None if site is None else site != "lung", "no lung cancer", "primary")
     fav = items["favourable_primary"]["histologies"]
-    item("favourable_primary", None if site is None else site in fav, "primary breast/kidney/lymphoma/myeloma", "primary")
+    item(
+        "favourable_primary",
+        None if site is None else site in fav,
+        "primary breast/kidney/lymphoma/myeloma",
+        "primary",
+    )
     n = inp.skeletal_mets_total
     if n is not None and n < 1:
-        raise ScoringError("NO_SPINAL_METASTASIS", f"skeletal_mets_total = {n}: at least the spinal metastasis counts")
-    item("solitary_skeletal_met", None if n is None else n == 1, f"solitary skeletal metastasis (total {n})", "skeletal_mets_total")
+        raise ScoringError(
+            "NO_SPINAL_METASTASIS",
+            f"skeletal_mets_total = {n}: at least the spinal metastasis counts",
+        )
+    item(
+        "solitary_skeletal_met",
+        None if n is None else n == 1,
+        f"solitary skeletal metastasis (total {n})",
+        "skeletal_mets_total",
+    )
     totals = reachable_sums([c.options for c in comps])
     band = common_band(totals, tables.raw["modified_bauer"]["bands"])
     return ScoreResult(SYSTEM, comps, totals, band["name"] if band else None, flags)

@@ -49,7 +49,9 @@ class EsccResult:
 
 
 def _consistent(f: dict[str, bool]) -> bool:
-    if not f["epidural_tumour"] and (f["thecal_sac_deformed"] or f["cord_abutment"] or f["cord_compressed"]):
+    if not f["epidural_tumour"] and (
+        f["thecal_sac_deformed"] or f["cord_abutment"] or f["cord_compressed"]
+    ):
         return False
     if (f["cord_abutment"] or f["cord_compressed"]) and not f["thecal_sac_deformed"]:
         return False
@@ -80,7 +82,9 @@ def classify(possible: tuple[str, ...], tables: Tables) -> EsccResult:
     """Result for a set of possible grades (e.g. a grade measured by the imaging pipeline)."""
     for g in possible:
         if g not in GRADES:
-            raise ScoringError("INVALID_VALUE", f"ESCC grade must be one of {list(GRADES)}, got {g!r}")
+            raise ScoringError(
+                "INVALID_VALUE", f"ESCC grade must be one of {list(GRADES)}, got {g!r}"
+            )
     possible = tuple(g for g in GRADES if g in possible)
     classes = {is_high_grade(g, tables) for g in possible}
     flags = {"ESCC_1C_CONTROVERSIAL"} if "1c" in possible else set()
@@ -91,10 +95,21 @@ def classify(possible: tuple[str, ...], tables: Tables) -> EsccResult:
         src = tables.convention_source("escc_1c_class") if g == "1c" else grades_cfg[g]["source"]
         cls = "high-grade" if is_high_grade(g, tables) else "low-grade"
         comps.append(
-            Component(SYSTEM, "grade", (GRADES.index(g),), g, f"ESCC {g}: {grades_cfg[g]['definition']} ({cls})", src)
+            Component(
+                SYSTEM,
+                "grade",
+                (GRADES.index(g),),
+                g,
+                f"ESCC {g}: {grades_cfg[g]['definition']} ({cls})",
+                src,
+            )
         )
     return EsccResult(
-        grade, possible, classes.pop() if len(classes) == 1 else None, frozenset(flags), tuple(comps)
+        grade,
+        possible,
+        classes.pop() if len(classes) == 1 else None,
+        frozenset(flags),
+        tuple(comps),
     )
 
 
@@ -105,8 +120,8 @@ def grade_escc(features: EsccFeatures, tables: Tables) -> EsccResult:
     possible: set[str] = set()
     for combo in itertools.product((False, True), repeat=len(unknown)):
         f = {**known, **dict(zip(unknown, combo, strict=True))}
-        if _consistent(f):  # type: ignore[arg-type]
-            possible.add(_grade(f))  # type: ignore[arg-type]
+        if _consistent(f):
+            possible.add(_grade(f))
     if not possible:
         raise ScoringError(
             "CONTRADICTION_ESCC_FEATURES",
@@ -116,5 +131,7 @@ def grade_escc(features: EsccFeatures, tables: Tables) -> EsccResult:
     res = classify(tuple(possible), tables)
     if len(res.possible) > 1:
         missing = {f"INCOMPLETE_{k.upper()}_MISSING" for k in unknown}
-        return EsccResult(res.grade, res.possible, res.high_grade, res.flags | missing, res.components)
+        return EsccResult(
+            res.grade, res.possible, res.high_grade, res.flags | missing, res.components
+        )
     return res

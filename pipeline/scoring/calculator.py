@@ -18,14 +18,19 @@ from pipeline.scoring.bilsky import EsccResult, classify, grade_escc
 from pipeline.scoring.explain import explain_components
 from pipeline.scoring.nesms import NesmsInput, score_nesms
 from pipeline.scoring.noms import NomsInput, NomsResult, assess
-from pipeline.scoring.record import PatientRecord, build_record
 from pipeline.scoring.recommendation import build_recommendation
+from pipeline.scoring.record import PatientRecord, build_record
 from pipeline.scoring.sins import score_sins
 from pipeline.scoring.tables import Tables, load_tables
 from pipeline.scoring.tokuhashi import TokuhashiInput, score_tokuhashi
 from pipeline.scoring.tomita import TomitaInput, score_tomita
 
-_TOKU_VISCERAL = {"none": "none", "treatable": "removable", "untreatable": "unremovable", "present": "present"}
+_TOKU_VISCERAL = {
+    "none": "none",
+    "treatable": "removable",
+    "untreatable": "unremovable",
+    "present": "present",
+}
 
 
 def _error_output(errors: list[ScoringError]) -> dict[str, Any]:
@@ -88,10 +93,15 @@ class _Run:
         r = self.rec
         return score_tokuhashi(
             TokuhashiInput(
-                kps=r.kps, ecog=r.ecog, ecog_mapping=r.ecog_mapping,
-                extraspinal_bone_mets=r.extraspinal_bone_mets, vertebral_body_mets=r.vertebral_body_mets,
+                kps=r.kps,
+                ecog=r.ecog,
+                ecog_mapping=r.ecog_mapping,
+                extraspinal_bone_mets=r.extraspinal_bone_mets,
+                vertebral_body_mets=r.vertebral_body_mets,
                 visceral=None if r.visceral is None else _TOKU_VISCERAL[r.visceral],
-                primary=r.histology, frankel=r.frankel, frankel_from_asia=r.frankel_from_asia,
+                primary=r.histology,
+                frankel=r.frankel,
+                frankel_from_asia=r.frankel_from_asia,
             ),
             self.t,
         )
@@ -123,20 +133,29 @@ class _Run:
             vals = {t >= thr for t in mb.reachable}
             computed = vals.pop() if len(vals) == 1 else None
             if ge3 is not None and computed is not None and computed != ge3:
-                raise ScoringError("CONTRADICTION_MODIFIED_BAUER", "modified_bauer_ge3 disagrees with the modified Bauer score")
+                raise ScoringError(
+                    "CONTRADICTION_MODIFIED_BAUER",
+                    "modified_bauer_ge3 disagrees with the modified Bauer score",
+                )
             ge3 = computed if ge3 is None else ge3
-        return score_nesms(NesmsInput(ge3, r.ambulatory_independent, r.albumin_g_dl, r.albumin_ge_3_5), self.t)
+        return score_nesms(
+            NesmsInput(ge3, r.ambulatory_independent, r.albumin_g_dl, r.albumin_ge_3_5), self.t
+        )
 
     def noms(self) -> NomsResult | None:
         r = self.rec
         escc = self.results.get("escc")
         sins = self.results.get("sins")
-        if ((r.escc_features is not None or r.escc_grades) and escc is None) or (r.sins is not None and sins is None):
+        if ((r.escc_features is not None or r.escc_grades) and escc is None) or (
+            r.sins is not None and sins is None
+        ):
             return None  # withheld: the ESCC or SINS error is already reported
         reach: tuple[int, ...] | None = None
         if r.sins_total_given is not None:
             if not 0 <= r.sins_total_given <= 18:
-                raise ScoringError("INVALID_VALUE", f"noms.sins must lie in 0-18, got {r.sins_total_given}")
+                raise ScoringError(
+                    "INVALID_VALUE", f"noms.sins must lie in 0-18, got {r.sins_total_given}"
+                )
             if sins is not None and r.sins_total_given not in sins.reachable:
                 raise ScoringError(
                     "CONTRADICTION_SINS_TOTAL",
@@ -148,8 +167,10 @@ class _Run:
         return assess(
             NomsInput(
                 escc_possible=escc.possible if escc is not None else None,
-                histology=r.histology, radiosensitivity=r.radiosensitivity,
-                sins_reachable=reach, able_to_tolerate_surgery=r.able_to_tolerate_surgery,
+                histology=r.histology,
+                radiosensitivity=r.radiosensitivity,
+                sins_reachable=reach,
+                able_to_tolerate_surgery=r.able_to_tolerate_surgery,
                 myelopathy=r.myelopathy,
             ),
             self.t,
@@ -184,7 +205,9 @@ def score_record(rec: PatientRecord, tables: Tables, *, explain: bool = False) -
         _range_out("sins", s, out)
         out["sins_category"] = s.band
         out["reachable_totals"] = list(s.reachable)
-        out["sins_components"] = {c.name: c.points if c.known else list(c.options) for c in s.components}
+        out["sins_components"] = {
+            c.name: c.points if c.known else list(c.options) for c in s.components
+        }
         out["sins_location_per_level"] = s.extra["location_per_level"]
         flags |= s.flags
         comps += s.components
@@ -235,8 +258,12 @@ def score_record(rec: PatientRecord, tables: Tables, *, explain: bool = False) -
         comps += nm.components
     if "performance" in req and rec.kps_values is not None:
         for mname in tables.raw["performance"]["kps_to_ecog"]:
-            out[f"ecog_mapping_{mname}"] = [ps.kps_to_ecog(k, mname, tables) for k in rec.kps_values]
-    if res.get("noms") is not None or any(res.get(k) is not None for k in ("tokuhashi", "tomita", "mbauer", "nesms", "sins")):
+            out[f"ecog_mapping_{mname}"] = [
+                ps.kps_to_ecog(k, mname, tables) for k in rec.kps_values
+            ]
+    if res.get("noms") is not None or any(
+        res.get(k) is not None for k in ("tokuhashi", "tomita", "mbauer", "nesms", "sins")
+    ):
         out["recommendation_detail"] = build_recommendation(rec, run.results, tables)
     out["flags"] = sorted(flags)
     if run.errors:
@@ -246,7 +273,9 @@ def score_record(rec: PatientRecord, tables: Tables, *, explain: bool = False) -
     return out
 
 
-def score_case(inputs: Mapping[str, Any], *, explain: bool = False, tables: Tables | None = None) -> dict[str, Any]:
+def score_case(
+    inputs: Mapping[str, Any], *, explain: bool = False, tables: Tables | None = None
+) -> dict[str, Any]:
     """Score a case-file ``inputs`` mapping; never raises for bad input.
 
     Returns the ``expected``-keyed dict (``sins_total``, ``sins_category``,

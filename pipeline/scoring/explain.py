@@ -32,6 +32,12 @@ def format_explanation(items: list[dict[str, Any]]) -> str:
     lines = []
     for it in items:
         pts = it["points"]
-        pts_txt = "" if it["system"] in ("noms", "escc") else f" [{pts if not isinstance(pts, list) else '/'.join(map(str, pts))} pt]"
-        lines.append(f"{it['system']:>9} {it['component']:<22}{pts_txt} {it['rule']}  <- {it['source']}: {it['citation']}")
+        pts_txt = (
+            ""
+            if it["system"] in ("noms", "escc")
+            else f" [{pts if not isinstance(pts, list) else '/'.join(map(str, pts))} pt]"
+        )
+        lines.append(
+            f"{it['system']:>9} {it['component']:<22}{pts_txt} {it['rule']}  <- {it['source']}: {it['citation']}"
+        )
     return "\n".join(lines)

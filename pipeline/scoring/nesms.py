@@ -34,7 +34,9 @@ def albumin_ok(inp: NesmsInput, tables: Tables) -> bool | None:
         return inp.albumin_ge_3_5
     ok = inp.albumin_g_dl >= thr
     if inp.albumin_ge_3_5 is not None and inp.albumin_ge_3_5 != ok:
-        raise ScoringError("CONTRADICTION_ALBUMIN", "albumin_ge_3_5_g_dl disagrees with albumin_g_dl")
+        raise ScoringError(
+            "CONTRADICTION_ALBUMIN", "albumin_ge_3_5_g_dl disagrees with albumin_g_dl"
+        )
     return ok
 
 
@@ -48,20 +50,53 @@ def score_nesms(inp: NesmsInput, tables: Tables) -> ScoreResult:
     alb = albumin_ok(inp, tables)
     spec = [
         ("modified_bauer_ge3", inp.mbauer_ge3, "modified Bauer >= 3", "MODIFIED_BAUER"),
-        ("ambulatory_independent", inp.ambulatory_independent, "independent ambulation", "AMBULATORY"),
-        ("albumin_ge_3_5_g_dl", alb, f"albumin >= {thr} g/dL" + (f" ({inp.albumin_g_dl:g} g/dL)" if inp.albumin_g_dl is not None else ""), "ALBUMIN"),
+        (
+            "ambulatory_independent",
+            inp.ambulatory_independent,
+            "independent ambulation",
+            "AMBULATORY",
+        ),
+        (
+            "albumin_ge_3_5_g_dl",
+            alb,
+            f"albumin >= {thr} g/dL"
+            + (f" ({inp.albumin_g_dl:g} g/dL)" if inp.albumin_g_dl is not None else ""),
+            "ALBUMIN",
+        ),
     ]
     for key, value, label, flag in spec:
         row = items[key]
         pts = int(row["points"])
         if value is None:
             flags.add(f"INCOMPLETE_{flag}_MISSING")
-            comps.append(Component(SYSTEM, key, (0, pts), None, f"{label}: unknown -> 0 or {pts}", row["source"]))
+            comps.append(
+                Component(
+                    SYSTEM, key, (0, pts), None, f"{label}: unknown -> 0 or {pts}", row["source"]
+                )
+            )
         else:
             p = pts if value else 0
-            comps.append(Component(SYSTEM, key, (p,), str(bool(value)).lower(), f"{label}: {'yes' if value else 'no'} -> {p}", row["source"]))
+            comps.append(
+                Component(
+                    SYSTEM,
+                    key,
+                    (p,),
+                    str(bool(value)).lower(),
+                    f"{label}: {'yes' if value else 'no'} -> {p}",
+                    row["source"],
+                )
+            )
     raw = reachable_sums([c.options for c in comps])
     ceiling = int(tables.convention("nesms_ceiling"))
     capped = map_reachable(raw, lambda t: min(t, ceiling))
-    comps.append(Component(SYSTEM, "ceiling", (0,), str(ceiling), f"total = min(raw sum, {ceiling})", cfg["ceiling"]["source"]))
+    comps.append(
+        Component(
+            SYSTEM,
+            "ceiling",
+            (0,),
+            str(ceiling),
+            f"total = min(raw sum, {ceiling})",
+            cfg["ceiling"]["source"],
+        )
+    )
     return ScoreResult(SYSTEM, comps, capped, None, flags, extra={"raw": raw})

@@ -47,7 +47,7 @@ class NomsResult:
     """The four assessments, the decision (or None) and what it rests on."""
 
     N: str | None
-    O: str | None
+    O: str | None  # noqa: E741 - the "O" of NOMS
     M: str | None
     S: str | None
     recommendation: str | None
@@ -57,12 +57,17 @@ class NomsResult:
     alternatives: list[dict] = field(default_factory=list)
 
 
-def radiosensitivity(histology: str | None, explicit: str | None, tables: Tables) -> tuple[str, str, str]:
+def radiosensitivity(
+    histology: str | None, explicit: str | None, tables: Tables
+) -> tuple[str, str, str]:
     """(class, rule, source) for O; raises ``RADIOSENSITIVITY_UNDETERMINED``."""
     if explicit is not None:
         key = hist.normalise_term(explicit)
         if key not in RADIOSENSITIVITY_VALUES:
-            raise ScoringError("INVALID_VALUE", f"radiosensitivity must be one of {sorted(RADIOSENSITIVITY_VALUES)}, got {explicit!r}")
+            raise ScoringError(
+                "INVALID_VALUE",
+                f"radiosensitivity must be one of {sorted(RADIOSENSITIVITY_VALUES)}, got {explicit!r}",
+            )
         cls = RADIOSENSITIVITY_VALUES[key]
         return cls, f"radiosensitivity {explicit} given explicitly -> {cls}", "laufer2013"
     name = hist.canonical(histology, tables) if histology else None
@@ -86,7 +91,8 @@ def m_class(total: int, tables: Tables) -> str:
 def _lookup(n: str, o: str, m: str, s: str | None, tables: Tables) -> tuple[str, str]:
     """Decision for fully known N, O, M (stable/unstable) and S (None = unknown)."""
     rows = [
-        r for r in tables.raw["noms"]["decisions"]
+        r
+        for r in tables.raw["noms"]["decisions"]
         if r["N"] == n and r["O"] == o and r["M"] in (m, "any")
     ]
     if s is not None:
@@ -136,7 +142,9 @@ def assess(inp: NomsInput, tables: Tables) -> NomsResult:
     n_set = sorted({"high" if is_high_grade(g, tables) else "low" for g in grades})
     n = n_set[0] if len(n_set) == 1 else None
     src_n = tables.convention_source("escc_1c_class") if "1c" in grades else "bilsky2010"
-    comps.append(Component(SYSTEM, "N", (0,), n, f"ESCC {list(grades)} -> {n or 'low or high'}-grade", src_n))
+    comps.append(
+        Component(SYSTEM, "N", (0,), n, f"ESCC {list(grades)} -> {n or 'low or high'}-grade", src_n)
+    )
 
     if inp.sins_reachable:
         m_set = sorted({m_class(t, tables) for t in inp.sins_reachable})
@@ -145,15 +153,29 @@ def assess(inp: NomsInput, tables: Tables) -> NomsResult:
         m_set = ["stable", "potentially_unstable", "unstable"]
     m = m_set[0] if len(m_set) == 1 else None
     sins_txt = list(inp.sins_reachable) if inp.sins_reachable else "unknown"
-    comps.append(Component(SYSTEM, "M", (0,), m, f"SINS {sins_txt} -> {m or ' or '.join(m_set)}", "fourney2011"))
+    comps.append(
+        Component(
+            SYSTEM, "M", (0,), m, f"SINS {sins_txt} -> {m or ' or '.join(m_set)}", "fourney2011"
+        )
+    )
 
-    s = None if inp.able_to_tolerate_surgery is None else ("able" if inp.able_to_tolerate_surgery else "unable")
-    comps.append(Component(SYSTEM, "S", (0,), s, f"able to tolerate surgery: {s or 'not given'}", "laufer2013"))
+    s = (
+        None
+        if inp.able_to_tolerate_surgery is None
+        else ("able" if inp.able_to_tolerate_surgery else "unable")
+    )
+    comps.append(
+        Component(
+            SYSTEM, "S", (0,), s, f"able to tolerate surgery: {s or 'not given'}", "laufer2013"
+        )
+    )
 
     outcomes: list[dict] = []
     for nn, mm in itertools.product(n_set, m_set):
         dec, fl, src = decide(nn, o, mm, s, tables)
-        outcomes.append({"N": nn, "M": mm, "recommendation": dec, "flags": sorted(fl), "source": src})
+        outcomes.append(
+            {"N": nn, "M": mm, "recommendation": dec, "flags": sorted(fl), "source": src}
+        )
     decisions = {x["recommendation"] for x in outcomes}
     if decisions == {NEEDS_S} or (n is not None and m is not None and NEEDS_S in decisions):
         raise ScoringError(
@@ -164,11 +186,29 @@ def assess(inp: NomsInput, tables: Tables) -> NomsResult:
     rec = decisions.pop() if len(decisions) == 1 else None
     if n is not None and m is not None:
         flags |= set(outcomes[0]["flags"])
-        comps.append(Component(SYSTEM, "decision", (0,), rec, f"N {n}, O {o}, M {m}, S {s or 'n/a'} -> {rec}", outcomes[0]["source"]))
+        comps.append(
+            Component(
+                SYSTEM,
+                "decision",
+                (0,),
+                rec,
+                f"N {n}, O {o}, M {m}, S {s or 'n/a'} -> {rec}",
+                outcomes[0]["source"],
+            )
+        )
     alternatives: list[dict] = []
     if m == "potentially_unstable" and n is not None:
-        other = "unstable" if tables.convention("noms_7_12_primary") == "without_stabilization" else "stable"
+        other = (
+            "unstable"
+            if tables.convention("noms_7_12_primary") == "without_stabilization"
+            else "stable"
+        )
         alt, _, _ = decide(n, o, other, s, tables)
         if alt != rec:
-            alternatives.append({"recommendation": alt, "when": f"if the surgical consultation judges the spine {other} (SINS 7-12)"})
+            alternatives.append(
+                {
+                    "recommendation": alt,
+                    "when": f"if the surgical consultation judges the spine {other} (SINS 7-12)",
+                }
+            )
     return NomsResult(n, o, m, s, rec, flags, comps, outcomes if rec is None else [], alternatives)

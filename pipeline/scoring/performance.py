@@ -17,9 +17,7 @@ def check_kps(kps: int, *, allow_zero: bool = False) -> int:
     """Validate a KPS for scoring: a multiple of 10 in 10-100 (0 only for conversion)."""
     lo = 0 if allow_zero else 10
     if isinstance(kps, bool) or not isinstance(kps, int) or kps % 10 or not lo <= kps <= 100:
-        raise ScoringError(
-            "KPS_INVALID", f"KPS must be a multiple of 10 in {lo}-100, got {kps!r}"
-        )
+        raise ScoringError("KPS_INVALID", f"KPS must be a multiple of 10 in {lo}-100, got {kps!r}")
     return kps
 
 
@@ -67,4 +65,6 @@ def frankel_from_asia(asia: str, tables: Tables) -> str:
 
 def ambulation_contradicts(frankel: str, ambulatory: bool, tables: Tables) -> bool:
     """True when independent ambulation is claimed with a Frankel grade that excludes it."""
-    return bool(ambulatory) and check_frankel(frankel) in tables.convention("neuro_no_ambulation_frankel")
+    return bool(ambulatory) and check_frankel(frankel) in tables.convention(
+        "neuro_no_ambulation_frankel"
+    )

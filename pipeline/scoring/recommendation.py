@@ -38,16 +38,28 @@ FLAG_TEXT = {
     "FRANKEL_FROM_ASIA": "Frankel grade substituted from ASIA (approximation)",
 }
 PROGNOSIS_TEXT = {
-    "tokuhashi": {"<6_months": "predicted survival < 6 months", ">=6_months": "predicted survival >= 6 months", ">=1_year": "predicted survival >= 1 year"},
+    "tokuhashi": {
+        "<6_months": "predicted survival < 6 months",
+        ">=6_months": "predicted survival >= 6 months",
+        ">=1_year": "predicted survival >= 1 year",
+    },
     "tomita": {
         "long_term_local_control": "goal: long-term local control",
         "middle_term_local_control": "goal: middle-term local control",
         "short_term_palliation": "goal: short-term palliation",
         "terminal_care": "goal: terminal care",
     },
-    "mbauer": {"poor": "poor prognosis group", "moderate": "moderate prognosis group", "good": "good prognosis group"},
+    "mbauer": {
+        "poor": "poor prognosis group",
+        "moderate": "moderate prognosis group",
+        "good": "good prognosis group",
+    },
 }
-BANDS = {"tokuhashi": ("tokuhashi", "bands"), "tomita": ("tomita", "bands"), "mbauer": ("modified_bauer", "bands")}
+BANDS = {
+    "tokuhashi": ("tokuhashi", "bands"),
+    "tomita": ("tomita", "bands"),
+    "mbauer": ("modified_bauer", "bands"),
+}
 DISCLAIMER = (
     "Decision support for a multidisciplinary spine oncology team, based on published scores "
     "(research use). It suggests options to consider; it is not a treatment order."
@@ -70,7 +82,9 @@ def _fmt_range(reach: tuple[int, ...]) -> str:
     return str(reach[0]) if len(reach) == 1 else f"{reach[0]}-{reach[-1]}"
 
 
-def _sins_changes(rec: Any, sins: ScoreResult, noms: NomsResult | None, base: NomsInput | None, tables: Tables) -> list[str]:
+def _sins_changes(
+    rec: Any, sins: ScoreResult, noms: NomsResult | None, base: NomsInput | None, tables: Tables
+) -> list[str]:
     out: list[str] = []
     if rec.sins is None:
         return out
@@ -114,17 +128,25 @@ def _generic_changes(name: str, res: ScoreResult, tables: Tables) -> list[str]:
         if comp.known or comp.name == "ceiling":
             continue
         for p in comp.options:
-            opts = [c.options if j != i else (p,) for j, c in enumerate(res.components) if c.name != "ceiling"]
+            opts = [
+                c.options if j != i else (p,)
+                for j, c in enumerate(res.components)
+                if c.name != "ceiling"
+            ]
             reach = reachable_sums(opts)
             if name == "nesms":
-                reach = map_reachable(reach, lambda t: min(t, int(tables.convention("nesms_ceiling"))))
+                reach = map_reachable(
+                    reach, lambda t: min(t, int(tables.convention("nesms_ceiling")))
+                )
                 band_txt = ""
             else:
                 sec, key = BANDS[name]
                 band = common_band(reach, tables.raw[sec][key])
                 band_txt = f": {band['name']}" if band else ""
             if reach != res.reachable:
-                out.append(f"if {name} {comp.name.replace('_', ' ')} scores {p}, {name} becomes {_fmt_range(reach)}{band_txt}")
+                out.append(
+                    f"if {name} {comp.name.replace('_', ' ')} scores {p}, {name} becomes {_fmt_range(reach)}{band_txt}"
+                )
     return out
 
 
@@ -149,36 +171,54 @@ def build_recommendation(rec: Any, results: dict[str, Any], tables: Tables) -> d
         )
         reasons = [c.rule for c in noms.components if c.name in ("N", "O", "M", "S")]
         if noms.recommendation is not None:
-            ranked.append({
-                "rank": 1,
-                "option": noms.recommendation,
-                "text": f"consider {OPTION_TEXT.get(noms.recommendation, noms.recommendation)}",
-                "reasons": reasons,
-                "source": "laufer2013",
-            })
-            for alt in noms.alternatives:
-                ranked.append({
-                    "rank": len(ranked) + 1,
-                    "option": alt["recommendation"],
-                    "text": f"consider {OPTION_TEXT.get(alt['recommendation'], alt['recommendation'])} {alt['when']}",
+            ranked.append(
+                {
+                    "rank": 1,
+                    "option": noms.recommendation,
+                    "text": f"consider {OPTION_TEXT.get(noms.recommendation, noms.recommendation)}",
                     "reasons": reasons,
-                    "source": "spec_3_1",
-                })
+                    "source": "laufer2013",
+                }
+            )
+            for alt in noms.alternatives:
+                ranked.append(
+                    {
+                        "rank": len(ranked) + 1,
+                        "option": alt["recommendation"],
+                        "text": f"consider {OPTION_TEXT.get(alt['recommendation'], alt['recommendation'])} {alt['when']}",
+                        "reasons": reasons,
+                        "source": "spec_3_1",
+                    }
+                )
             if noms.S is not None:
                 flip = _noms_with(base, tables, able_to_tolerate_surgery=noms.S != "able")
                 if flip is not None and flip != noms.recommendation:
                     who = "could not" if noms.S == "able" else "could"
-                    changes.append(f"if the patient {who} tolerate surgery, NOMS would suggest {flip}")
+                    changes.append(
+                        f"if the patient {who} tolerate surgery, NOMS would suggest {flip}"
+                    )
             if escc is not None and "1c" in escc.possible:
                 other = "high" if tables.convention("escc_1c_class") == "low" else "low"
                 flip = _noms_with(base, tables.with_conventions(escc_1c_class=other))
                 if flip is not None and flip != noms.recommendation:
-                    changes.append(f"if ESCC 1c is treated as {other}-grade, NOMS would suggest {flip}")
+                    changes.append(
+                        f"if ESCC 1c is treated as {other}-grade, NOMS would suggest {flip}"
+                    )
         else:
             options = sorted({o["recommendation"] for o in noms.options})
             for i, opt in enumerate(options):
-                when = [f"N {o['N']}, M {o['M']}" for o in noms.options if o["recommendation"] == opt]
-                ranked.append({"rank": i + 1, "option": opt, "text": f"possible: {OPTION_TEXT.get(opt, opt)}", "reasons": [f"if {w}" for w in when], "source": "laufer2013"})
+                when = [
+                    f"N {o['N']}, M {o['M']}" for o in noms.options if o["recommendation"] == opt
+                ]
+                ranked.append(
+                    {
+                        "rank": i + 1,
+                        "option": opt,
+                        "text": f"possible: {OPTION_TEXT.get(opt, opt)}",
+                        "reasons": [f"if {w}" for w in when],
+                        "source": "laufer2013",
+                    }
+                )
         detail["summary"] = (
             f"NOMS suggests considering {OPTION_TEXT.get(noms.recommendation, noms.recommendation)}."
             if noms.recommendation
@@ -191,7 +231,12 @@ def build_recommendation(rec: Any, results: dict[str, Any], tables: Tables) -> d
         res: ScoreResult | None = results.get(name)
         if res is None:
             continue
-        entry: dict[str, Any] = {"system": name, "total": res.total, "total_range": res.total_range, "band": res.band}
+        entry: dict[str, Any] = {
+            "system": name,
+            "total": res.total,
+            "total_range": res.total_range,
+            "band": res.band,
+        }
         ctx = PROGNOSIS_TEXT.get(name, {}).get(res.band or "")
         if name == "tokuhashi" and res.extra.get("treatment"):
             ctx = f"{ctx}; suggested treatment in the source: {res.extra['treatment'].replace('_', ' ')}"

@@ -138,7 +138,9 @@ _VISCERAL_CANON = {
 
 
 def _type_error(path: str, kind: str, value: Any) -> ScoringError:
-    return ScoringError("INVALID_TYPE", f"{path} must be {kind}, got {type(value).__name__} {value!r}")
+    return ScoringError(
+        "INVALID_TYPE", f"{path} must be {kind}, got {type(value).__name__} {value!r}"
+    )
 
 
 def _check_value(path: str, kind: str, value: Any) -> Any:
@@ -181,10 +183,12 @@ def _check_value(path: str, kind: str, value: Any) -> Any:
         out = []
         for it in items:
             if isinstance(it, bool) or not isinstance(it, (str, int)):
-                raise _type_error(path, "an ESCC grade (\"0\"..\"3\")", value)
+                raise _type_error(path, 'an ESCC grade ("0".."3")', value)
             g = str(it).strip().lower()
             if g not in GRADES:
-                raise ScoringError("INVALID_VALUE", f"{path} must be one of {list(GRADES)}, got {it!r}")
+                raise ScoringError(
+                    "INVALID_VALUE", f"{path} must be one of {list(GRADES)}, got {it!r}"
+                )
             out.append(g)
         return tuple(out)
     if kind in ("int_list", "str_list"):
@@ -220,12 +224,17 @@ def _mentions_cv(key: str, value: Any) -> bool | None:
         if isinstance(value, str):
             return hist.normalise_term(value) not in _NEGATIVE
         if isinstance(value, list):
-            return any(isinstance(x, str) and hist.normalise_term(x) not in _NEGATIVE for x in value)
+            return any(
+                isinstance(x, str) and hist.normalise_term(x) not in _NEGATIVE for x in value
+            )
         return None
     if key.startswith("posterolateral_"):
         items = value if isinstance(value, list) else [value]
         if all(isinstance(x, str) for x in items):
-            hit = any("costovertebral" in hist.normalise_term(x) or "cv_joint" in hist.normalise_term(x) for x in items)
+            hit = any(
+                "costovertebral" in hist.normalise_term(x) or "cv_joint" in hist.normalise_term(x)
+                for x in items
+            )
             return True if hit else None
     return None
 
@@ -250,7 +259,9 @@ def validate(inputs: Mapping[str, Any], tables: Tables) -> dict[str, Any]:
                 if k in spec:
                     blk[k] = _check_value(f"{key}.{k}", spec[k], v)
                 elif key == "sins" and _mentions_cv(k, v) is not None:
-                    blk["costovertebral_involved"] = bool(blk.get("costovertebral_involved")) or _mentions_cv(k, v)
+                    blk["costovertebral_involved"] = bool(
+                        blk.get("costovertebral_involved")
+                    ) or _mentions_cv(k, v)
                 else:
                     unknown.append(f"{key}.{k}")
             out[key] = blk
@@ -265,9 +276,14 @@ def validate(inputs: Mapping[str, Any], tables: Tables) -> dict[str, Any]:
         for k in SINS_ENUMS:
             v = sins.get(k)
             if v is not None and v not in tables.raw["sins"][k]:
-                raise ScoringError("INVALID_VALUE", f"sins.{k} must be one of {list(tables.raw['sins'][k])}, got {v!r}")
+                raise ScoringError(
+                    "INVALID_VALUE",
+                    f"sins.{k} must be one of {list(tables.raw['sins'][k])}, got {v!r}",
+                )
     if out.get("pain") is not None and out["pain"] not in tables.raw["sins"]["pain"]:
-        raise ScoringError("INVALID_VALUE", f"pain must be one of {list(tables.raw['sins']['pain'])}")
+        raise ScoringError(
+            "INVALID_VALUE", f"pain must be one of {list(tables.raw['sins']['pain'])}"
+        )
     return out
 
 
@@ -332,7 +348,10 @@ def albumin_from_text(text: str) -> float:
     """``"35 g/L"`` -> 3.5 (g/dL); ``"3.5 g/dL"`` -> 3.5."""
     m = re.fullmatch(r"\s*([0-9]+(?:[.,][0-9]+)?)\s*(g\s*/\s*d\s*l|g\s*/\s*l)\s*", text, flags=re.I)
     if not m:
-        raise ScoringError("INVALID_VALUE", f"albumin_as_entered must read like '35 g/L' or '3.5 g/dL', got {text!r}")
+        raise ScoringError(
+            "INVALID_VALUE",
+            f"albumin_as_entered must read like '35 g/L' or '3.5 g/dL', got {text!r}",
+        )
     value = float(m.group(1).replace(",", "."))
     return value if "d" in m.group(2).lower() else value / 10.0
 
@@ -384,12 +403,18 @@ def _n_vertebrae(levels: tuple[Any, ...]) -> int | None:
     return len(names - sacral) + (1 if sacral else 0)
 
 
-def _merge_counts(m: _Merger, tomita_bone: str | None, sins_levels: tuple | None, solitary_total: int) -> tuple[int | None, int | None, int | None]:
+def _merge_counts(
+    m: _Merger, tomita_bone: str | None, sins_levels: tuple | None, solitary_total: int
+) -> tuple[int | None, int | None, int | None]:
     v = m.get("vertebral_body_mets", "CONTRADICTION_SKELETAL_COUNT")
     e = m.get("extraspinal_bone_mets", "CONTRADICTION_SKELETAL_COUNT")
     t = m.get("skeletal_mets_total", "CONTRADICTION_SKELETAL_COUNT")
     bad: list[str] = []
-    for name, n in (("vertebral_body_mets", v), ("extraspinal_bone_mets", e), ("skeletal_mets_total", t)):
+    for name, n in (
+        ("vertebral_body_mets", v),
+        ("extraspinal_bone_mets", e),
+        ("skeletal_mets_total", t),
+    ):
         if n is not None and n < 0:
             raise ScoringError("INVALID_VALUE", f"{name} cannot be negative, got {n}")
     if v is not None and e is not None and t is not None and v + e != t:
@@ -405,8 +430,12 @@ def _merge_counts(m: _Merger, tomita_bone: str | None, sins_levels: tuple | None
     elif t is None and v is not None and e is not None:
         t = v + e
     lower = max((v or 1) + (e or 0), 1)
-    if tomita_bone == "solitary" and ((t is not None and t != solitary_total) or lower > solitary_total):
-        bad.append(f"Tomita bone 'solitary' but at least {lower if t is None else t} skeletal metastases")
+    if tomita_bone == "solitary" and (
+        (t is not None and t != solitary_total) or lower > solitary_total
+    ):
+        bad.append(
+            f"Tomita bone 'solitary' but at least {lower if t is None else t} skeletal metastases"
+        )
     if tomita_bone == "multiple" and t is not None and t <= solitary_total:
         bad.append(f"Tomita bone 'multiple' but skeletal total {t}")
     if sins_levels:
@@ -436,9 +465,14 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
     mb = d.get("modified_bauer") or {}
     m = _Merger()
 
-    for path, v in (("noms.histology", noms_b.get("histology")), ("tokuhashi.primary", tok.get("primary")),
-                    ("tomita.histology", tom.get("histology")), ("modified_bauer.primary", mb.get("primary")),
-                    ("histology", d.get("histology")), ("primary", d.get("primary"))):
+    for path, v in (
+        ("noms.histology", noms_b.get("histology")),
+        ("tokuhashi.primary", tok.get("primary")),
+        ("tomita.histology", tom.get("histology")),
+        ("modified_bauer.primary", mb.get("primary")),
+        ("histology", d.get("histology")),
+        ("primary", d.get("primary")),
+    ):
         m.add("histology", path, v)
     histology = _merge_histology(m, tables)
     for fact, paths in {
@@ -448,33 +482,58 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
         "ecog_mapping": [("tokuhashi.ecog_mapping", tok), ("ecog_mapping", d)],
         "frankel": [("tokuhashi.frankel", tok), ("frankel", d)],
         "asia": [("tokuhashi.asia", tok), ("asia", d)],
-        "able_to_tolerate_surgery": [("noms.able_to_tolerate_surgery", noms_b), ("able_to_tolerate_surgery", d)],
+        "able_to_tolerate_surgery": [
+            ("noms.able_to_tolerate_surgery", noms_b),
+            ("able_to_tolerate_surgery", d),
+        ],
         "myelopathy": [("noms.myelopathy", noms_b), ("myelopathy", d)],
         "vertebral_body_mets": [("tokuhashi.vertebral_body_mets", tok), ("vertebral_body_mets", d)],
-        "extraspinal_bone_mets": [("tokuhashi.extraspinal_bone_mets", tok), ("extraspinal_bone_mets", d)],
-        "skeletal_mets_total": [("modified_bauer.skeletal_mets_total", mb), ("skeletal_mets_total", d)],
+        "extraspinal_bone_mets": [
+            ("tokuhashi.extraspinal_bone_mets", tok),
+            ("extraspinal_bone_mets", d),
+        ],
+        "skeletal_mets_total": [
+            ("modified_bauer.skeletal_mets_total", mb),
+            ("skeletal_mets_total", d),
+        ],
     }.items():
         for path, blk in paths:
             m.add(fact, path, blk.get(path.split(".")[-1]))
-    for path, v in (("tokuhashi.visceral_major_organs", tok.get("visceral_major_organs")),
-                    ("tokuhashi_visceral", d.get("tokuhashi_visceral")), ("tomita.visceral", tom.get("visceral")),
-                    ("tomita_visceral", d.get("tomita_visceral"))):
+    for path, v in (
+        ("tokuhashi.visceral_major_organs", tok.get("visceral_major_organs")),
+        ("tokuhashi_visceral", d.get("tokuhashi_visceral")),
+        ("tomita.visceral", tom.get("visceral")),
+        ("tomita_visceral", d.get("tomita_visceral")),
+    ):
         if v is not None:
             m.add("visceral", path, _VISCERAL_CANON[v])
-    for path, b in (("modified_bauer.visceral_mets", mb.get("visceral_mets")), ("visceral_mets", d.get("visceral_mets"))):
+    for path, b in (
+        ("modified_bauer.visceral_mets", mb.get("visceral_mets")),
+        ("visceral_mets", d.get("visceral_mets")),
+    ):
         if b is not None:
             m.add("visceral", path, "present" if b else "none")
     visceral = _merge_visceral(m)
 
     # albumin, in g/dL
-    for path, v in (("albumin_g_dl", d.get("albumin_g_dl")),
-                    ("albumin_g_l", None if d.get("albumin_g_l") is None else d["albumin_g_l"] / 10.0),
-                    ("albumin_as_entered", None if d.get("albumin_as_entered") is None else albumin_from_text(d["albumin_as_entered"]))):
+    for path, v in (
+        ("albumin_g_dl", d.get("albumin_g_dl")),
+        ("albumin_g_l", None if d.get("albumin_g_l") is None else d["albumin_g_l"] / 10.0),
+        (
+            "albumin_as_entered",
+            None
+            if d.get("albumin_as_entered") is None
+            else albumin_from_text(d["albumin_as_entered"]),
+        ),
+    ):
         if v is not None:
             m.add("albumin_g_dl", path, round(v, 6))
     albumin = m.get("albumin_g_dl", "CONTRADICTION_ALBUMIN")
     if albumin is not None and not 0 < albumin <= 7.0:
-        raise ScoringError("INVALID_VALUE", f"albumin {albumin:g} g/dL is implausible (was a g/L value entered as g/dL?)")
+        raise ScoringError(
+            "INVALID_VALUE",
+            f"albumin {albumin:g} g/dL is implausible (was a g/L value entered as g/dL?)",
+        )
 
     kps = m.get("kps", "CONTRADICTION_KPS")
     if kps is not None:
@@ -492,7 +551,10 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
     amb = d.get("ambulatory_independent")
     if frankel is not None and amb is not None and ps.ambulation_contradicts(frankel, amb, tables):
         scale = "ASIA" if from_asia else "Frankel"
-        m.fail("CONTRADICTION_NEURO_AMBULATION", f"{scale} {frankel} (no useful motor function) contradicts independent ambulation")
+        m.fail(
+            "CONTRADICTION_NEURO_AMBULATION",
+            f"{scale} {frankel} (no useful motor function) contradicts independent ambulation",
+        )
 
     for path, v in (("sins.pain", (sins_b or {}).get("pain")), ("pain", d.get("pain"))):
         m.add("pain", path, v)
@@ -503,19 +565,34 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
     sins_in = None
     if sins_b is not None:
         sins_in = SinsInput(
-            levels=sins_b.get("levels"), pain=pain, lesion=sins_b.get("lesion"),
-            alignment=sins_b.get("alignment"), collapse=sins_b.get("collapse"),
-            posterolateral=sins_b.get("posterolateral"), collapse_pct=sins_b.get("collapse_pct"),
-            body_involvement_pct=sins_b.get("body_involvement_pct"), lytic_pct=sins_b.get("lytic_pct"),
-            blastic_pct=sins_b.get("blastic_pct"), costovertebral_involved=_cv_flag(sins_b),
+            levels=sins_b.get("levels"),
+            pain=pain,
+            lesion=sins_b.get("lesion"),
+            alignment=sins_b.get("alignment"),
+            collapse=sins_b.get("collapse"),
+            posterolateral=sins_b.get("posterolateral"),
+            collapse_pct=sins_b.get("collapse_pct"),
+            body_involvement_pct=sins_b.get("body_involvement_pct"),
+            lytic_pct=sins_b.get("lytic_pct"),
+            blastic_pct=sins_b.get("blastic_pct"),
+            costovertebral_involved=_cv_flag(sins_b),
         )
     esc_in = None
     if esc_b is not None:
         esc_in = EsccFeatures(**{k: esc_b.get(k) for k in EsccFeatures.__dataclass_fields__})
 
     requested = {k for k in BLOCKS if k in d}
-    if any(d.get(k) is not None for k in ("ambulatory_independent", "albumin_g_dl", "albumin_g_l",
-                                          "albumin_as_entered", "albumin_ge_3_5_g_dl", "modified_bauer_ge3")):
+    if any(
+        d.get(k) is not None
+        for k in (
+            "ambulatory_independent",
+            "albumin_g_dl",
+            "albumin_g_l",
+            "albumin_as_entered",
+            "albumin_ge_3_5_g_dl",
+            "modified_bauer_ge3",
+        )
+    ):
         requested.add("nesms")
     if d.get("kps_values") is not None:
         requested.add("performance")
@@ -528,22 +605,36 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
         radiosensitivity=m.get("radiosensitivity", "CONTRADICTION_RADIOSENSITIVITY"),
         tomita_growth=tom.get("growth"),
         tomita_bone=tom.get("bone"),
-        kps=kps, ecog=ecog, ecog_mapping=m.get("ecog_mapping", "CONTRADICTION_ECOG"),
-        frankel=frankel, frankel_from_asia=from_asia,
-        ambulatory_independent=amb, albumin_g_dl=albumin, albumin_ge_3_5=d.get("albumin_ge_3_5_g_dl"),
-        mbauer_ge3=d.get("modified_bauer_ge3"), visceral=visceral,
-        vertebral_body_mets=v, extraspinal_bone_mets=e, skeletal_mets_total=t,
+        kps=kps,
+        ecog=ecog,
+        ecog_mapping=m.get("ecog_mapping", "CONTRADICTION_ECOG"),
+        frankel=frankel,
+        frankel_from_asia=from_asia,
+        ambulatory_independent=amb,
+        albumin_g_dl=albumin,
+        albumin_ge_3_5=d.get("albumin_ge_3_5_g_dl"),
+        mbauer_ge3=d.get("modified_bauer_ge3"),
+        visceral=visceral,
+        vertebral_body_mets=v,
+        extraspinal_bone_mets=e,
+        skeletal_mets_total=t,
         able_to_tolerate_surgery=m.get("able_to_tolerate_surgery", "CONTRADICTION_SYSTEMIC_STATUS"),
         myelopathy=m.get("myelopathy", "CONTRADICTION_MYELOPATHY"),
-        sins=sins_in, escc_features=esc_in, escc_grades=noms_b.get("escc"),
-        sins_total_given=noms_b.get("sins"), kps_values=d.get("kps_values"),
+        sins=sins_in,
+        escc_features=esc_in,
+        escc_grades=noms_b.get("escc"),
+        sins_total_given=noms_b.get("sins"),
+        kps_values=d.get("kps_values"),
         requested=frozenset(requested),
         sources={f: [p for p, _ in c] for f, c in m.values.items()},
     )
 
 
 # ---------------------------------------------------------------- documents
-_CSV_KINDS = {**{k: v for k, v in SCALARS.items()}, **{f"{b}.{k}": v for b, s in BLOCKS.items() for k, v in s.items()}}
+_CSV_KINDS = {
+    **{k: v for k, v in SCALARS.items()},
+    **{f"{b}.{k}": v for b, s in BLOCKS.items() for k, v in s.items()},
+}
 
 
 def _csv_cell(path: str, text: str) -> Any:
@@ -605,4 +696,6 @@ def parse_document(text: str, fmt: str) -> Any:
             return json.loads(text)
         return yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ScoringError("INPUT_UNREADABLE", f"the input is not valid {fmt.upper()}: {exc}") from exc
+        raise ScoringError(
+            "INPUT_UNREADABLE", f"the input is not valid {fmt.upper()}: {exc}"
+        ) from exc

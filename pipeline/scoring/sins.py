@@ -113,10 +113,17 @@ def _component(name: str, value: str | None, table: dict, rule: str | None = Non
         src = next(iter(table.values()))["source"]
         return Component(SYSTEM, name, opts, None, f"{name} missing: any of {list(opts)}", src)
     if value not in table:
-        raise ScoringError("INVALID_VALUE", f"sins.{name} must be one of {list(table)}, got {value!r}")
+        raise ScoringError(
+            "INVALID_VALUE", f"sins.{name} must be one of {list(table)}, got {value!r}"
+        )
     row = table[value]
     return Component(
-        SYSTEM, name, (int(row["points"]),), value, rule or f"{name} {value} -> {row['points']}", row["source"]
+        SYSTEM,
+        name,
+        (int(row["points"]),),
+        value,
+        rule or f"{name} {value} -> {row['points']}",
+        row["source"],
     )
 
 
@@ -135,7 +142,9 @@ def _collapse(inp: SinsInput, tables: Tables, flags: set[str]) -> Component:
     _check_pct("collapse_pct", pct)
     _check_pct("body_involvement_pct", inv)
     if cat is not None and cat not in table:
-        raise ScoringError("INVALID_VALUE", f"sins.collapse must be one of {list(table)}, got {cat!r}")
+        raise ScoringError(
+            "INVALID_VALUE", f"sins.collapse must be one of {list(table)}, got {cat!r}"
+        )
 
     # What the measurements say: a set of admissible categories.
     measured: set[str] = set(table)
@@ -183,12 +192,22 @@ def _collapse(inp: SinsInput, tables: Tables, flags: set[str]) -> Component:
         if chosen in ("none", "no_collapse_gt50_involved"):
             how += f"{', ' if how else ''}body_involvement_pct={inv} (>{inv_gt:g}% counts)"
         return Component(
-            SYSTEM, "collapse", (int(row["points"]),), chosen, f"collapse {chosen} ({how}) -> {row['points']}", row["source"]
+            SYSTEM,
+            "collapse",
+            (int(row["points"]),),
+            chosen,
+            f"collapse {chosen} ({how}) -> {row['points']}",
+            row["source"],
         )
     flags.add("INCOMPLETE_COLLAPSE_MISSING")
     opts = tuple(sorted({int(table[c]["points"]) for c in measured}))
     return Component(
-        SYSTEM, "collapse", opts, None, f"collapse undetermined: one of {sorted(measured)}", table["none"]["source"]
+        SYSTEM,
+        "collapse",
+        opts,
+        None,
+        f"collapse undetermined: one of {sorted(measured)}",
+        table["none"]["source"],
     )
 
 
@@ -233,7 +252,9 @@ def score_sins(inp: SinsInput, tables: Tables) -> ScoreResult:
             parts = []
             for lv in levels:
                 cls = _level_class(lv, tables)
-                parts.append(f"{lv} {cls[0] if cls else 'sacrum (S1 junctional 3 or S2-S5 rigid 0)'}")
+                parts.append(
+                    f"{lv} {cls[0] if cls else 'sacrum (S1 junctional 3 or S2-S5 rigid 0)'}"
+                )
             rule = "location: " + ", ".join(parts)
         rule += f" -> {list(opts) if len(opts) > 1 else opts[0]}"
         comps.append(Component(SYSTEM, "location", opts, "+".join(levels), rule, src))
@@ -241,7 +262,14 @@ def score_sins(inp: SinsInput, tables: Tables) -> ScoreResult:
         flags.add("INCOMPLETE_LOCATION_MISSING")
         opts = tuple(sorted({int(r["points"]) for r in cfg["location"].values()}))
         comps.append(
-            Component(SYSTEM, "location", opts, None, f"location missing: any of {list(opts)}", "fisher2010")
+            Component(
+                SYSTEM,
+                "location",
+                opts,
+                None,
+                f"location missing: any of {list(opts)}",
+                "fisher2010",
+            )
         )
 
     comps.append(_component("pain", inp.pain, cfg["pain"]))
@@ -268,7 +296,9 @@ def score_sins(inp: SinsInput, tables: Tables) -> ScoreResult:
         totals,
         band["name"] if band else None,
         flags,
-        extra={"location_per_level": {k: list(v) if len(v) > 1 else v[0] for k, v in per_level.items()}},
+        extra={
+            "location_per_level": {k: list(v) if len(v) > 1 else v[0] for k, v in per_level.items()}
+        },
     )
 
 

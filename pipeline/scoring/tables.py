@@ -54,7 +54,8 @@ class Tables:
             choices = spec.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(
-                    "CONVENTION_INVALID", f"convention {name} must be one of {choices}, got {value!r}"
+                    "CONVENTION_INVALID",
+                    f"convention {name} must be one of {choices}, got {value!r}",
                 )
             conv[name] = value
         return Tables(self.raw, conv)
@@ -85,7 +86,9 @@ def check_citations(raw: dict[str, Any]) -> None:
     for path, entry in iter_cited_entries({k: v for k, v in raw.items() if k != "sources"}):
         src = entry.get("source")
         if src not in sources:
-            raise ConfigError("CONFIG_UNCITED", f"{CONFIG_NAME}: entry {path} has no known source ({src!r})")
+            raise ConfigError(
+                "CONFIG_UNCITED", f"{CONFIG_NAME}: entry {path} has no known source ({src!r})"
+            )
 
 
 def parse_tables(raw: dict[str, Any]) -> Tables:

@@ -52,11 +52,18 @@ def _count_item(name: str, n: int | None, rows: list[dict], flags: set[str]) -> 
     if n is None:
         flags.add(f"INCOMPLETE_{name.upper()}_MISSING")
         opts = tuple(sorted({int(r["points"]) for r in rows}))
-        return Component(SYSTEM, name, opts, None, f"{name} missing: any of {list(opts)}", rows[0]["source"])
+        return Component(
+            SYSTEM, name, opts, None, f"{name} missing: any of {list(opts)}", rows[0]["source"]
+        )
     r = _count_row(rows, n)
     hi = "+" if r["max"] is None else ("" if r["max"] == r["min"] else f"-{r['max']}")
     return Component(
-        SYSTEM, name, (int(r["points"]),), str(n), f"{name} = {n} (category {r['min']}{hi}) -> {r['points']}", r["source"]
+        SYSTEM,
+        name,
+        (int(r["points"]),),
+        str(n),
+        f"{name} = {n} (category {r['min']}{hi}) -> {r['points']}",
+        r["source"],
     )
 
 
@@ -90,7 +97,14 @@ def general_condition(inp: TokuhashiInput, tables: Tables, flags: set[str]) -> C
     if inp.kps is not None:
         k = ps.check_kps(inp.kps)
         r = pts(k)
-        return Component(SYSTEM, "general_condition", (int(r["points"]),), f"KPS {k}", f"KPS {k} ({r['label']}) -> {r['points']}", r["source"])
+        return Component(
+            SYSTEM,
+            "general_condition",
+            (int(r["points"]),),
+            f"KPS {k}",
+            f"KPS {k} ({r['label']}) -> {r['points']}",
+            r["source"],
+        )
     if inp.ecog is not None and inp.ecog_mapping is not None:
         e = ps.check_ecog(inp.ecog)
         m = ps.check_mapping(inp.ecog_mapping, tables)
@@ -112,8 +126,14 @@ def general_condition(inp: TokuhashiInput, tables: Tables, flags: set[str]) -> C
         ps.check_ecog(inp.ecog)
     flags.add("INCOMPLETE_KPS_MISSING")
     opts = tuple(sorted({int(r["points"]) for r in rows}))
-    why = "ECOG given without a named mapping (no silent conversion)" if inp.ecog is not None else "KPS missing"
-    return Component(SYSTEM, "general_condition", opts, None, f"{why}: any of {list(opts)}", rows[0]["source"])
+    why = (
+        "ECOG given without a named mapping (no silent conversion)"
+        if inp.ecog is not None
+        else "KPS missing"
+    )
+    return Component(
+        SYSTEM, "general_condition", opts, None, f"{why}: any of {list(opts)}", rows[0]["source"]
+    )
 
 
 def score_tokuhashi(inp: TokuhashiInput, tables: Tables) -> ScoreResult:
@@ -130,41 +150,114 @@ def score_tokuhashi(inp: TokuhashiInput, tables: Tables) -> ScoreResult:
             "vertebral_body_mets = 0: the revised Tokuhashi score presupposes a spinal metastasis",
         )
     comps = [general_condition(inp, tables, flags)]
-    comps.append(_count_item("extraspinal_bone_mets", inp.extraspinal_bone_mets, cfg["extraspinal_bone_mets"], flags))
-    comps.append(_count_item("vertebral_body_mets", inp.vertebral_body_mets, cfg["vertebral_body_mets"], flags))
+    comps.append(
+        _count_item(
+            "extraspinal_bone_mets", inp.extraspinal_bone_mets, cfg["extraspinal_bone_mets"], flags
+        )
+    )
+    comps.append(
+        _count_item(
+            "vertebral_body_mets", inp.vertebral_body_mets, cfg["vertebral_body_mets"], flags
+        )
+    )
 
     vis = cfg["visceral_major_organs"]
     if inp.visceral is None:
         flags.add("INCOMPLETE_VISCERAL_MISSING")
-        comps.append(Component(SYSTEM, "visceral_major_organs", (0, 1, 2), None, "visceral status missing: any of [0, 1, 2]", vis["none"]["source"]))
+        comps.append(
+            Component(
+                SYSTEM,
+                "visceral_major_organs",
+                (0, 1, 2),
+                None,
+                "visceral status missing: any of [0, 1, 2]",
+                vis["none"]["source"],
+            )
+        )
     elif inp.visceral == "present":
         flags.add("INCOMPLETE_VISCERAL_MISSING")
-        comps.append(Component(SYSTEM, "visceral_major_organs", (0, 1), "present", "visceral metastases present, removability unknown: 0 or 1", vis["none"]["source"]))
+        comps.append(
+            Component(
+                SYSTEM,
+                "visceral_major_organs",
+                (0, 1),
+                "present",
+                "visceral metastases present, removability unknown: 0 or 1",
+                vis["none"]["source"],
+            )
+        )
     else:
         if inp.visceral not in vis:
-            raise ScoringError("INVALID_VALUE", f"visceral_major_organs must be one of {list(vis)}, got {inp.visceral!r}")
+            raise ScoringError(
+                "INVALID_VALUE",
+                f"visceral_major_organs must be one of {list(vis)}, got {inp.visceral!r}",
+            )
         r = vis[inp.visceral]
-        comps.append(Component(SYSTEM, "visceral_major_organs", (int(r["points"]),), inp.visceral, f"major-organ metastases {inp.visceral} -> {r['points']}", r["source"]))
+        comps.append(
+            Component(
+                SYSTEM,
+                "visceral_major_organs",
+                (int(r["points"]),),
+                inp.visceral,
+                f"major-organ metastases {inp.visceral} -> {r['points']}",
+                r["source"],
+            )
+        )
 
     if inp.primary is None:
         flags.add("INCOMPLETE_PRIMARY_MISSING")
         opts = tuple(sorted({int(r["points"]) for r in cfg["primary"]}))
-        comps.append(Component(SYSTEM, "primary", opts, None, f"primary missing: any of {list(opts)}", "tokuhashi2005"))
+        comps.append(
+            Component(
+                SYSTEM,
+                "primary",
+                opts,
+                None,
+                f"primary missing: any of {list(opts)}",
+                "tokuhashi2005",
+            )
+        )
     else:
         p, site, src = primary_points(inp.primary, tables)
-        comps.append(Component(SYSTEM, "primary", (p,), inp.primary, f"primary {inp.primary} (site group '{site}') -> {p}", src))
+        comps.append(
+            Component(
+                SYSTEM,
+                "primary",
+                (p,),
+                inp.primary,
+                f"primary {inp.primary} (site group '{site}') -> {p}",
+                src,
+            )
+        )
 
     palsy = cfg["palsy"]
     if inp.frankel is None:
         flags.add("INCOMPLETE_FRANKEL_MISSING")
-        comps.append(Component(SYSTEM, "palsy", (0, 1, 2), None, "Frankel grade missing: any of [0, 1, 2]", palsy["A"]["source"]))
+        comps.append(
+            Component(
+                SYSTEM,
+                "palsy",
+                (0, 1, 2),
+                None,
+                "Frankel grade missing: any of [0, 1, 2]",
+                palsy["A"]["source"],
+            )
+        )
     else:
         g = ps.check_frankel(inp.frankel)
         r = palsy[g]
         if inp.frankel_from_asia:
             flags.add("FRANKEL_FROM_ASIA")
-        how = f"ASIA {g} taken as Frankel {g} (approximation)" if inp.frankel_from_asia else f"Frankel {g}"
-        comps.append(Component(SYSTEM, "palsy", (int(r["points"]),), g, f"{how} -> {r['points']}", r["source"]))
+        how = (
+            f"ASIA {g} taken as Frankel {g} (approximation)"
+            if inp.frankel_from_asia
+            else f"Frankel {g}"
+        )
+        comps.append(
+            Component(
+                SYSTEM, "palsy", (int(r["points"]),), g, f"{how} -> {r['points']}", r["source"]
+            )
+        )
 
     totals = reachable_sums([c.options for c in comps])
     band = common_band(totals, cfg["bands"])

@@ -40,19 +40,39 @@ def growth_of(histology: str, tables: Tables) -> str | None:
     return None
 
 
-def _enum_item(name: str, value: str | None, table: dict, flags: set[str], present: tuple[str, ...] = ()) -> Component:
+def _enum_item(
+    name: str, value: str | None, table: dict, flags: set[str], present: tuple[str, ...] = ()
+) -> Component:
     if value is None:
         flags.add(f"INCOMPLETE_{name.upper()}_MISSING")
         opts = tuple(sorted({int(r["points"]) for r in table.values()}))
-        return Component(SYSTEM, name, opts, None, f"{name} missing: any of {list(opts)}", next(iter(table.values()))["source"])
+        return Component(
+            SYSTEM,
+            name,
+            opts,
+            None,
+            f"{name} missing: any of {list(opts)}",
+            next(iter(table.values()))["source"],
+        )
     if value == "present" and present:
         flags.add(f"INCOMPLETE_{name.upper()}_MISSING")
         opts = tuple(sorted({int(table[p]["points"]) for p in present}))
-        return Component(SYSTEM, name, opts, value, f"{name} present, treatability unknown: any of {list(opts)}", table[present[0]]["source"])
+        return Component(
+            SYSTEM,
+            name,
+            opts,
+            value,
+            f"{name} present, treatability unknown: any of {list(opts)}",
+            table[present[0]]["source"],
+        )
     if value not in table:
-        raise ScoringError("INVALID_VALUE", f"tomita.{name} must be one of {list(table)}, got {value!r}")
+        raise ScoringError(
+            "INVALID_VALUE", f"tomita.{name} must be one of {list(table)}, got {value!r}"
+        )
     r = table[value]
-    return Component(SYSTEM, name, (int(r["points"]),), value, f"{name} {value} -> {r['points']}", r["source"])
+    return Component(
+        SYSTEM, name, (int(r["points"]),), value, f"{name} {value} -> {r['points']}", r["source"]
+    )
 
 
 def score_tomita(inp: TomitaInput, tables: Tables) -> ScoreResult:
@@ -62,11 +82,21 @@ def score_tomita(inp: TomitaInput, tables: Tables) -> ScoreResult:
     growth_tbl = cfg["growth"]
     if inp.growth is not None:
         if inp.growth not in growth_tbl:
-            raise ScoringError("INVALID_VALUE", f"tomita.growth must be one of {list(growth_tbl)}, got {inp.growth!r}")
+            raise ScoringError(
+                "INVALID_VALUE",
+                f"tomita.growth must be one of {list(growth_tbl)}, got {inp.growth!r}",
+            )
         r = growth_tbl[inp.growth]
         printed = growth_of(inp.histology, tables) if inp.histology else None
         note = "" if printed in (None, inp.growth) else f" (overrides printed '{printed}')"
-        g = Component(SYSTEM, "primary_growth", (int(r["points"]),), inp.growth, f"growth {inp.growth} given explicitly{note} -> {r['points']}", r["source"])
+        g = Component(
+            SYSTEM,
+            "primary_growth",
+            (int(r["points"]),),
+            inp.growth,
+            f"growth {inp.growth} given explicitly{note} -> {r['points']}",
+            r["source"],
+        )
     elif inp.histology is not None:
         cat = growth_of(inp.histology, tables)
         if cat is None:
@@ -76,19 +106,39 @@ def score_tomita(inp: TomitaInput, tables: Tables) -> ScoreResult:
                 f"and stomach; give tomita.growth (slow/moderate/rapid) for {inp.histology!r}",
             )
         r = growth_tbl[cat]
-        g = Component(SYSTEM, "primary_growth", (int(r["points"]),), inp.histology, f"{inp.histology}: {cat} growth -> {r['points']}", r["source"])
+        g = Component(
+            SYSTEM,
+            "primary_growth",
+            (int(r["points"]),),
+            inp.histology,
+            f"{inp.histology}: {cat} growth -> {r['points']}",
+            r["source"],
+        )
     else:
         flags.add("INCOMPLETE_PRIMARY_MISSING")
         opts = tuple(sorted({int(r["points"]) for r in growth_tbl.values()}))
-        g = Component(SYSTEM, "primary_growth", opts, None, f"histology missing: any of {list(opts)}", "tomita2001")
+        g = Component(
+            SYSTEM,
+            "primary_growth",
+            opts,
+            None,
+            f"histology missing: any of {list(opts)}",
+            "tomita2001",
+        )
     comps = [
         g,
-        _enum_item("visceral", inp.visceral, cfg["visceral"], flags, present=("treatable", "untreatable")),
+        _enum_item(
+            "visceral", inp.visceral, cfg["visceral"], flags, present=("treatable", "untreatable")
+        ),
         _enum_item("bone", inp.bone, cfg["bone"], flags),
     ]
     totals = reachable_sums([c.options for c in comps])
     band = common_band(totals, cfg["bands"])
     return ScoreResult(
-        SYSTEM, comps, totals, band["name"] if band else None, flags,
+        SYSTEM,
+        comps,
+        totals,
+        band["name"] if band else None,
+        flags,
         extra={"surgery": band["surgery"] if band else None},
     )

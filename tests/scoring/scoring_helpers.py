@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-CASES_PATH = Path(__file__).resolve().parents[2] / ".." / "shared" / "clinical" / "scoring_cases.json"
+CASES_PATH = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "clinical" / "scoring_cases.json"
+)
 SET_KEYS = ("flags", "noms_flags", "errors")
 
 
@@ -35,5 +37,3 @@ def mismatches(expected: dict[str, Any], out: dict[str, Any]) -> list[str]:
         if not same:
             bad.append(f"{key}: got {got!r}, want {want!r}")
     return bad
-
-

@@ -40,16 +40,25 @@ def test_real_subprocess_stdin_and_file(cases, tmp_path: Path) -> None:
         case = by_id[cid]
         proc = subprocess.run(
             [sys.executable, "-m", "pipeline", "score", "-"],
-            input=json.dumps(case["inputs"]), capture_output=True, text=True, timeout=120,
+            input=json.dumps(case["inputs"]),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         out = json.loads(proc.stdout)
         assert mismatches(case["expected"], out) == [], (cid, proc.stderr)
         assert proc.returncode == (1 if cid == "XCON-01" else 0)
     yaml_path = tmp_path / "case.yaml"
-    yaml_path.write_text("sins:\n  levels: [T10, T11]\n  pain: mechanical\n  lesion: blastic\n"
-                         "  alignment: normal\n  collapse: lt50\n  posterolateral: none\n")
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "score", str(yaml_path), "--explain"],
-                          capture_output=True, text=True, timeout=120)
+    yaml_path.write_text(
+        "sins:\n  levels: [T10, T11]\n  pain: mechanical\n  lesion: blastic\n"
+        "  alignment: normal\n  collapse: lt50\n  posterolateral: none\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "score", str(yaml_path), "--explain"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = json.loads(proc.stdout)
     assert proc.returncode == 0 and out["sins_total"] == 8
     assert {e["component"] for e in out["explanation"]} >= {"location", "pain", "collapse"}

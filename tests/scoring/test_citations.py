@@ -21,7 +21,21 @@ def test_every_entry_has_a_known_source() -> None:
         assert T.source(entry["source"]).strip(), path
 
 
-@pytest.mark.parametrize("section", ["sins", "tokuhashi", "tomita", "modified_bauer", "nesms", "noms", "escc", "performance", "histology", "conventions"])
+@pytest.mark.parametrize(
+    "section",
+    [
+        "sins",
+        "tokuhashi",
+        "tomita",
+        "modified_bauer",
+        "nesms",
+        "noms",
+        "escc",
+        "performance",
+        "histology",
+        "conventions",
+    ],
+)
 def test_each_section_is_covered(section: str) -> None:
     paths = [p for p, _ in iter_cited_entries({section: T.raw[section]})]
     assert paths, section
@@ -45,21 +59,43 @@ def test_every_sins_level_is_in_exactly_one_class() -> None:
         for lv in row["levels"]:
             assert lv not in seen, (lv, cls, seen.get(lv))
             seen[lv] = cls
-    expected = {"C0", *(f"C{i}" for i in range(1, 8)), *(f"T{i}" for i in range(1, 13)),
-                *(f"L{i}" for i in range(1, 6)), *(f"S{i}" for i in range(1, 6))}
+    expected = {
+        "C0",
+        *(f"C{i}" for i in range(1, 8)),
+        *(f"T{i}" for i in range(1, 13)),
+        *(f"L{i}" for i in range(1, 6)),
+        *(f"S{i}" for i in range(1, 6)),
+    }
     assert set(seen) == expected
 
 
 def test_explanation_gives_rule_and_source_for_every_point() -> None:
-    out = score_case({
-        "sins": {"levels": ["T12"], "pain": "mechanical", "lesion": "lytic", "alignment": "normal",
-                 "collapse": "lt50", "posterolateral": "unilateral"},
-        "tokuhashi": {"kps": 80, "extraspinal_bone_mets": 0, "vertebral_body_mets": 1,
-                      "visceral_major_organs": "none", "primary": "kidney", "frankel": "D"},
-    }, explain=True)
+    out = score_case(
+        {
+            "sins": {
+                "levels": ["T12"],
+                "pain": "mechanical",
+                "lesion": "lytic",
+                "alignment": "normal",
+                "collapse": "lt50",
+                "posterolateral": "unilateral",
+            },
+            "tokuhashi": {
+                "kps": 80,
+                "extraspinal_bone_mets": 0,
+                "vertebral_body_mets": 1,
+                "visceral_major_organs": "none",
+                "primary": "kidney",
+                "frankel": "D",
+            },
+        },
+        explain=True,
+    )
     items = out["explanation"]
     sins_pts = sum(i["points"] for i in items if i["system"] == "sins")
     toku_pts = sum(i["points"] for i in items if i["system"] == "tokuhashi")
     assert (sins_pts, toku_pts) == (out["sins_total"], out["tokuhashi_total"]) == (11, 12)
     for i in items:
-        assert i["rule"] and i["source"] in T.raw["sources"] and i["citation"] == T.source(i["source"])
+        assert (
+            i["rule"] and i["source"] in T.raw["sources"] and i["citation"] == T.source(i["source"])
+        )

@@ -18,8 +18,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.scoring.bauer import BauerInput, score_bauer
 from pipeline.scoring.base import ScoringError
+from pipeline.scoring.bauer import BauerInput, score_bauer
 from pipeline.scoring.bilsky import FEATURES, GRADES, EsccFeatures, grade_escc
 from pipeline.scoring.nesms import NesmsInput, score_nesms
 from pipeline.scoring.sins import SinsInput, category_of, score_sins
@@ -46,7 +46,14 @@ SINS_BANDS = [(0, 6, "stable"), (7, 12, "potentially_unstable"), (13, 18, "unsta
 
 
 def oracle_sins(levels, pain, lesion, align, collapse, pl) -> int:
-    return max(LOC[lv] for lv in levels) + PAIN[pain] + LESION[lesion] + ALIGN[align] + COLLAPSE[collapse] + PL[pl]
+    return (
+        max(LOC[lv] for lv in levels)
+        + PAIN[pain]
+        + LESION[lesion]
+        + ALIGN[align]
+        + COLLAPSE[collapse]
+        + PL[pl]
+    )
 
 
 def band(total, bands):
@@ -59,8 +66,15 @@ def opt(values):
 
 sins_inputs = st.builds(
     SinsInput,
-    levels=st.one_of(st.none(), st.lists(st.sampled_from(sorted(LOC) + ["sacrum"]), min_size=1, max_size=3).map(tuple)),
-    pain=opt(PAIN), lesion=opt(LESION), alignment=opt(ALIGN), collapse=opt(COLLAPSE), posterolateral=opt(PL),
+    levels=st.one_of(
+        st.none(),
+        st.lists(st.sampled_from(sorted(LOC) + ["sacrum"]), min_size=1, max_size=3).map(tuple),
+    ),
+    pain=opt(PAIN),
+    lesion=opt(LESION),
+    alignment=opt(ALIGN),
+    collapse=opt(COLLAPSE),
+    posterolateral=opt(PL),
 )
 
 
@@ -68,9 +82,19 @@ def sins_completions(inp: SinsInput):
     levels_opts = [inp.levels] if inp.levels else [(lv,) for lv in LOC]
     levels_opts = [
         tuple(("S1" if lv == "sacrum" else lv) for lv in lvls) for lvls in levels_opts
-    ] + [tuple(("S2" if lv == "sacrum" else lv) for lv in lvls) for lvls in levels_opts if "sacrum" in lvls]
+    ] + [
+        tuple(("S2" if lv == "sacrum" else lv) for lv in lvls)
+        for lvls in levels_opts
+        if "sacrum" in lvls
+    ]
     fields = []
-    for name, table in (("pain", PAIN), ("lesion", LESION), ("alignment", ALIGN), ("collapse", COLLAPSE), ("posterolateral", PL)):
+    for name, table in (
+        ("pain", PAIN),
+        ("lesion", LESION),
+        ("alignment", ALIGN),
+        ("collapse", COLLAPSE),
+        ("posterolateral", PL),
+    ):
         v = getattr(inp, name)
         fields.append([v] if v is not None else list(table))
     for lv, *rest in itertools.product(levels_opts, *fields):
@@ -89,7 +113,11 @@ def test_sins_range_is_exactly_the_completions(inp: SinsInput) -> None:
     assert res.band == (cats.pop() if len(cats) == 1 else None)
     if res.total is not None:
         assert len(totals) == 1 and res.band == band(res.total, SINS_BANDS)
-    missing = {f"INCOMPLETE_{n.upper()}_MISSING" for n in ("pain", "lesion", "alignment", "collapse", "posterolateral") if getattr(inp, n) is None}
+    missing = {
+        f"INCOMPLETE_{n.upper()}_MISSING"
+        for n in ("pain", "lesion", "alignment", "collapse", "posterolateral")
+        if getattr(inp, n) is None
+    }
     if not inp.levels:
         missing.add("INCOMPLETE_LOCATION_MISSING")
     assert missing <= res.flags
@@ -111,8 +139,15 @@ def test_sins_bands_monotone(a: int, b: int) -> None:
 )
 def test_sins_collapse_measurements(level: str, pct, inv) -> None:
     """Measured percentages give the category of SCORING.md 1.5 (or a range when open)."""
-    inp = SinsInput(levels=(level,), pain="pain_free", lesion="blastic", alignment="normal",
-                    posterolateral="none", collapse_pct=pct, body_involvement_pct=inv)
+    inp = SinsInput(
+        levels=(level,),
+        pain="pain_free",
+        lesion="blastic",
+        alignment="normal",
+        posterolateral="none",
+        collapse_pct=pct,
+        body_involvement_pct=inv,
+    )
     res = score_sins(inp, T)
     base = LOC[level]
     if pct is not None and pct > 50:
@@ -141,8 +176,22 @@ def count3(n, zero_best):
     return 0 if n >= 3 else (1 if n == 2 else 2)
 
 
-TOK_PRIMARY = {"lung": 0, "nsclc": 0, "stomach": 0, "pancreas": 0, "liver": 1, "unidentified": 1, "colon": 2,
-               "melanoma": 2, "kidney": 3, "uterus": 3, "rectum": 4, "breast": 5, "prostate": 5, "thyroid": 5}
+TOK_PRIMARY = {
+    "lung": 0,
+    "nsclc": 0,
+    "stomach": 0,
+    "pancreas": 0,
+    "liver": 1,
+    "unidentified": 1,
+    "colon": 2,
+    "melanoma": 2,
+    "kidney": 3,
+    "uterus": 3,
+    "rectum": 4,
+    "breast": 5,
+    "prostate": 5,
+    "thyroid": 5,
+}
 TOK_VIS = {"unremovable": 0, "removable": 1, "none": 2}
 TOK_PALSY = {"A": 0, "B": 0, "C": 1, "D": 1, "E": 2}
 TOK_BANDS = [(0, 8, "<6_months"), (9, 11, ">=6_months"), (12, 15, ">=1_year")]
@@ -150,9 +199,12 @@ KPS = list(range(10, 101, 10))
 
 toku_inputs = st.builds(
     TokuhashiInput,
-    kps=opt(KPS), extraspinal_bone_mets=st.one_of(st.none(), st.integers(0, 6)),
-    vertebral_body_mets=st.one_of(st.none(), st.integers(1, 6)), visceral=opt(TOK_VIS),
-    primary=opt(TOK_PRIMARY), frankel=opt(TOK_PALSY),
+    kps=opt(KPS),
+    extraspinal_bone_mets=st.one_of(st.none(), st.integers(0, 6)),
+    vertebral_body_mets=st.one_of(st.none(), st.integers(1, 6)),
+    visceral=opt(TOK_VIS),
+    primary=opt(TOK_PRIMARY),
+    frankel=opt(TOK_PALSY),
 )
 
 
@@ -180,7 +232,9 @@ def test_tokuhashi_range_is_exactly_the_completions(inp: TokuhashiInput) -> None
 
 @FAST
 @given(st.integers(0, 4), st.sampled_from("ABC"), toku_inputs)
-def test_tokuhashi_ecog_range_contains_every_mapped_kps(ecog: int, mapping: str, inp: TokuhashiInput) -> None:
+def test_tokuhashi_ecog_range_contains_every_mapped_kps(
+    ecog: int, mapping: str, inp: TokuhashiInput
+) -> None:
     from pipeline.scoring.performance import ecog_to_kps
 
     via = score_tokuhashi(dataclasses.replace(inp, kps=None, ecog=ecog, ecog_mapping=mapping), T)
@@ -194,7 +248,12 @@ def test_tokuhashi_ecog_range_contains_every_mapped_kps(ecog: int, mapping: str,
 TOM_GROWTH = {"breast": 1, "thyroid": 1, "kidney": 2, "uterus": 2, "lung": 4, "stomach": 4}
 TOM_VIS = {"none": 0, "treatable": 2, "untreatable": 4}
 TOM_BONE = {"solitary": 1, "multiple": 2}
-TOM_BANDS = [(2, 3, "long_term_local_control"), (4, 5, "middle_term_local_control"), (6, 7, "short_term_palliation"), (8, 10, "terminal_care")]
+TOM_BANDS = [
+    (2, 3, "long_term_local_control"),
+    (4, 5, "middle_term_local_control"),
+    (6, 7, "short_term_palliation"),
+    (8, 10, "terminal_care"),
+]
 
 
 @FAST
@@ -204,7 +263,8 @@ def test_tomita_range_is_exactly_the_completions(inp: TomitaInput) -> None:
     totals = {
         TOM_GROWTH[h] + TOM_VIS[v] + TOM_BONE[b]
         for h, v, b in itertools.product(
-            [inp.histology] if inp.histology else TOM_GROWTH, [inp.visceral] if inp.visceral else TOM_VIS,
+            [inp.histology] if inp.histology else TOM_GROWTH,
+            [inp.visceral] if inp.visceral else TOM_VIS,
             [inp.bone] if inp.bone else TOM_BONE,
         )
     }
@@ -213,16 +273,37 @@ def test_tomita_range_is_exactly_the_completions(inp: TomitaInput) -> None:
     assert res.band == (bands.pop() if len(bands) == 1 else None)
 
 
-BAUER_PRIMARY = ["breast", "kidney", "lymphoma", "myeloma", "lung", "nsclc", "prostate", "colon", "melanoma"]
+BAUER_PRIMARY = [
+    "breast",
+    "kidney",
+    "lymphoma",
+    "myeloma",
+    "lung",
+    "nsclc",
+    "prostate",
+    "colon",
+    "melanoma",
+]
 
 
 def bauer_oracle(primary, visceral, skeletal):
-    return (not visceral) + (primary not in ("lung", "nsclc")) + (primary in ("breast", "kidney", "lymphoma", "myeloma")) + (skeletal == 1)
+    return (
+        (not visceral)
+        + (primary not in ("lung", "nsclc"))
+        + (primary in ("breast", "kidney", "lymphoma", "myeloma"))
+        + (skeletal == 1)
+    )
 
 
 @FAST
-@given(st.builds(BauerInput, primary=opt(BAUER_PRIMARY), visceral_mets=st.one_of(st.none(), st.booleans()),
-                 skeletal_mets_total=st.one_of(st.none(), st.integers(1, 8))))
+@given(
+    st.builds(
+        BauerInput,
+        primary=opt(BAUER_PRIMARY),
+        visceral_mets=st.one_of(st.none(), st.booleans()),
+        skeletal_mets_total=st.one_of(st.none(), st.integers(1, 8)),
+    )
+)
 def test_bauer_and_nesms_ranges(inp: BauerInput) -> None:
     res = score_bauer(inp, T)
     dom = itertools.product(
@@ -237,14 +318,19 @@ def test_bauer_and_nesms_ranges(inp: BauerInput) -> None:
 
 
 @FAST
-@given(st.one_of(st.none(), st.booleans()), st.one_of(st.none(), st.booleans()),
-       st.one_of(st.none(), st.floats(1.0, 6.0, allow_nan=False)))
+@given(
+    st.one_of(st.none(), st.booleans()),
+    st.one_of(st.none(), st.booleans()),
+    st.one_of(st.none(), st.floats(1.0, 6.0, allow_nan=False)),
+)
 def test_nesms_capped_range(ge3, amb, alb) -> None:
     res = score_nesms(NesmsInput(ge3, amb, alb), T)
     totals = set()
-    for g, a, al in itertools.product([ge3] if ge3 is not None else [False, True],
-                                      [amb] if amb is not None else [False, True],
-                                      [alb] if alb is not None else [3.0, 4.0]):
+    for g, a, al in itertools.product(
+        [ge3] if ge3 is not None else [False, True],
+        [amb] if amb is not None else [False, True],
+        [alb] if alb is not None else [3.0, 4.0],
+    ):
         totals.add(min(2 * g + a + (al >= 3.5), 3))
     assert set(res.reachable) == totals and all(0 <= t <= 3 for t in totals)
     assert res.total == (next(iter(totals)) if len(totals) == 1 else None)
