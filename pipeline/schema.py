@@ -29,7 +29,7 @@ from pipeline.errors import SpinemetError
 SCHEMA_VERSION = "1.0"
 
 GRADES = ["0", "1a", "1b", "1c", "2", "3"]
-LEVEL_PATTERN = r"^(C[1-7]|T([1-9]|1[0-3])|L[1-6]|S[1-5]|sacrum)$"
+LEVEL_PATTERN = r"^(C[1-7]|T([1-9]|1[0-3])|L[1-6]|S[1-5]?|sacrum)$"
 
 _nullable_str = {"type": ["string", "null"]}
 _num = {"type": ["number", "null"]}
@@ -75,6 +75,7 @@ REPORT_SCHEMA: dict[str, Any] = {
                         "required": ["levels", "lesion", "alignment", "collapse", "posterolateral"],
                         "properties": {
                             "levels": {"type": "array", "items": {"type": "string"}},
+                            "location": {"enum": ["junctional", "mobile", "semirigid", "rigid", None]},
                             "lesion": {"enum": ["lytic", "mixed", "blastic", None]},
                             "alignment": {
                                 "enum": ["subluxation_translation", "de_novo_deformity", "normal", None]

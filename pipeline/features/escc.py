@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
-from scipy.spatial import ConvexHull, Delaunay, QhullError
+from scipy.spatial import ConvexHull, QhullError
 
 from pipeline import labels as L
 from pipeline.features.geometry import FArr, VertebraGeometry
@@ -73,13 +73,14 @@ def _indentation_mm(mask: npt.NDArray[np.bool_], pixel_mm: float) -> float | Non
     sub = mask[lo[0] : hi[0], lo[1] : hi[1]]
     edge = np.argwhere(sub & ~ndimage.binary_erosion(sub)).astype(np.float64)
     try:
-        tri = Delaunay(edge)
+        eq = ConvexHull(edge).equations  # half-planes n . x + c <= 0 inside
     except (QhullError, ValueError):
         return None
     gi, gj = np.nonzero(~sub)
     if len(gi) == 0:
         return 0.0
-    inside = tri.find_simplex(np.stack([gi, gj], 1).astype(np.float64)) >= 0
+    q = np.stack([gi, gj], 1).astype(np.float64)
+    inside = np.all(q @ eq[:, :2].T + eq[:, 2] <= 1e-9, axis=1)
     hull = sub.copy()
     hull[gi[inside], gj[inside]] = True
     deficit = hull & ~sub
