@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "pipeline.cli.segment_cmd",
     "pipeline.cli.train_cmd",
     "pipeline.cli.score_cmd",
+    "pipeline.cli.run_cmd",
 )
 
 
