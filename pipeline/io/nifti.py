@@ -28,16 +28,19 @@ def is_nifti(path: str | Path) -> bool:
 def guess_modality(array: npt.NDArray[Any]) -> tuple[Modality, str]:
     """Guess CT or MR from intensities; return the guess and the evidence.
 
-    CT in Hounsfield units has a large fraction of voxels near air (about -1000) or
-    below -500 and values reaching bone (> 300); MR magnitudes are non-negative.
+    CT in Hounsfield units has voxels well below zero (air near -1000, fat near -100:
+    more than 1 % below -500 or a 1st percentile below -100) and values reaching bone
+    (99th percentile > 200); MR magnitudes are essentially non-negative, and normalised
+    MR never reaches 200 at the 99th percentile while also going below -100.
     """
     a = np.asarray(array)
     sample = a.ravel()[:: max(1, a.size // 200_000)].astype(np.float32)
     frac_neg = float(np.mean(sample < -500))
-    p99 = float(np.percentile(sample, 99))
-    if frac_neg > 0.01 and p99 > 200:
-        return "CT", f"{frac_neg:.0%} of voxels below -500 and p99 {p99:.0f}: Hounsfield-like"
-    return "MR", f"{frac_neg:.0%} of voxels below -500, p99 {p99:.0f}: not Hounsfield-like"
+    p1, p99 = (float(x) for x in np.percentile(sample, [1, 99]))
+    facts = f"{frac_neg:.0%} of voxels below -500, p1 {p1:.0f}, p99 {p99:.0f}"
+    if (frac_neg > 0.01 or p1 < -100) and p99 > 200:
+        return "CT", f"{facts}: Hounsfield-like"
+    return "MR", f"{facts}: not Hounsfield-like"
 
 
 def read_nifti(path: str | Path, modality: Modality | None = None) -> Volume:

@@ -7,8 +7,9 @@ study key), and a
 the batch runner's job.
 
 NIfTI input: the single volume gets the role ``ct_axial`` for CT; for MR,
-``mr_<plane>_t2`` where the plane comes from the thickest voxel axis (sagittal when
-isotropic) and T2 is an assumption recorded in ``messages`` (NIfTI carries no
+``mr_sagittal_t2`` or ``mr_axial_t2``, the plane coming from the thickest voxel axis
+(for isotropic voxels: the axis of a thin slab, else sagittal; coronal maps to the
+sagittal role), and T2 is an assumption recorded in ``messages`` (NIfTI carries no
 sequence information). The modality is the ``modality`` argument, else a reported guess.
 """
 
@@ -33,12 +34,21 @@ def nifti_role(vol: Volume) -> tuple[str, str]:
     if vol.modality == "CT":
         return "ct_axial", "CT volume: role ct_axial (any plane)"
     sp = vol.spacing
+    shape = np.asarray(vol.shape)
+    planes = ("sagittal", "coronal", "axial")  # canonical axis 0 = L/R, 1 = A/P, 2 = S/I
     if np.allclose(sp, sp[0], rtol=0.05):
-        plane = "sagittal"
-        why = "isotropic voxels: plane assumed sagittal"
+        thin = int(np.argmin(shape))
+        if shape[thin] * 2 <= np.min(np.delete(shape, thin)):
+            plane = planes[thin]
+            why = (
+                f"isotropic voxels, slab thinnest along axis {thin} ({shape[thin]} voxels): {plane}"
+            )
+        else:
+            plane = "sagittal"
+            why = "isotropic voxels, no thin slab axis: plane assumed sagittal"
     else:
-        thick = int(np.argmax(sp))  # canonical axis 0 = L/R, 1 = A/P, 2 = S/I
-        plane = ("sagittal", "coronal", "axial")[thick]
+        thick = int(np.argmax(sp))
+        plane = planes[thick]
         why = f"thickest voxel axis {thick} ({sp[thick]:.2f} mm): {plane}"
     if plane == "coronal":
         plane = "sagittal"

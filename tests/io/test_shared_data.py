@@ -200,3 +200,22 @@ def test_whole_edge_case_folder_loads_the_good_series_and_reports_the_bad():
     assert len(good) >= 4 and all(load_series(s).array.size for s in good)
     ls = open_study(EDGE)
     assert ls.volumes and "MULTIPLE_STUDIES" in [w.code for w in ls.warnings]
+
+
+@pytest.mark.parametrize(
+    "rel, modality, role",
+    [
+        ("tptbox-vertebra-crops/ct/sub-ct_label-22_ct.nii.gz", "CT", "ct_axial"),
+        ("tptbox-vertebra-crops/mri/sub-mri_label-6_T2w.nii.gz", "MR", "mr_sagittal_t2"),
+        ("ts-example-mr/example_mr_sm.nii.gz", "MR", "mr_axial_t2"),
+    ],
+)
+def test_nifti_modality_guess_and_role_on_real_volumes(rel, modality, role):
+    path = DATA / rel
+    if not path.is_file():
+        pytest.skip(f"{rel} absent")
+    ls = open_study(path)
+    assert list(ls.volumes) == [role]
+    vol = ls.volumes[role]
+    assert vol.modality == modality and vol.meta["modality_source"].startswith("guessed")
+    assert [w.code for w in ls.warnings] == ["MODALITY_GUESSED"]
