@@ -67,7 +67,7 @@ def volume_summary(vol: Volume) -> dict[str, Any]:
     return {
         "modality": vol.modality,
         "shape": list(vol.shape),
-        "spacing_mm": [round(float(x), 4) for x in vol.spacing],
+        "spacing_mm": [round(float(x), 6) for x in vol.spacing],
         "origin_lps_mm": [round(float(x), 3) for x in vol.origin],
         "direction": np.round(vol.direction, 5).tolist(),
         "min": float(a.min()),

@@ -152,3 +152,12 @@ def test_open_study_nifti_roles(tmp_path):
     write_nifti(Volume(mr, np.diag([4.0, 0.5, 0.5, 1.0]), "MR"), tmp_path / "mr.nii.gz")
     ls = open_study(tmp_path / "mr.nii.gz", modality="MR")
     assert list(ls.volumes) == ["mr_sagittal_t2"]
+
+
+def test_ct_pixel_padding_becomes_air(tmp_path):
+    px = np.full((4, 5, 6), 1024, np.int16)  # 0 HU
+    px[:, 0, 0] = -2000  # padding outside the reconstruction circle
+    write_series(tmp_path / "ct", px, PixelPaddingValue=-2000)
+    vol = open_study(tmp_path).volumes["ct_axial"]
+    assert sorted(np.unique(vol.array).tolist()) == [-1024.0, 0.0]
+    assert int(np.sum(vol.array == -1024.0)) == 4
