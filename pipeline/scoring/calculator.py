@@ -17,7 +17,7 @@ from pipeline.scoring.bauer import BauerInput, score_bauer
 from pipeline.scoring.bilsky import EsccResult, classify, grade_escc
 from pipeline.scoring.explain import explain_components
 from pipeline.scoring.nesms import NesmsInput, score_nesms
-from pipeline.scoring.noms import NomsInput, NomsResult, assess
+from pipeline.scoring.noms import NomsInput, NomsResult, assess, m_class
 from pipeline.scoring.recommendation import build_recommendation
 from pipeline.scoring.record import PatientRecord, build_record
 from pipeline.scoring.sins import score_sins
@@ -164,6 +164,16 @@ class _Run:
             reach = (r.sins_total_given,)
         elif sins is not None:
             reach = sins.reachable
+        cat = r.sins_category_given
+        if cat is not None:
+            in_band = tuple(t for t in range(19) if m_class(t, self.t) == cat)
+            have = reach if reach is not None else in_band
+            reach = tuple(t for t in have if t in in_band)
+            if not reach:
+                raise ScoringError(
+                    "CONTRADICTION_SINS_TOTAL",
+                    f"noms.sins_category {cat!r} contradicts the SINS total",
+                )
         return assess(
             NomsInput(
                 escc_possible=escc.possible if escc is not None else None,

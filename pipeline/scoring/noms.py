@@ -55,6 +55,7 @@ class NomsResult:
     components: list[Component]
     options: list[dict] = field(default_factory=list)
     alternatives: list[dict] = field(default_factory=list)
+    inputs: NomsInput | None = None
 
 
 def radiosensitivity(
@@ -211,4 +212,6 @@ def assess(inp: NomsInput, tables: Tables) -> NomsResult:
                     "when": f"if the surgical consultation judges the spine {other} (SINS 7-12)",
                 }
             )
-    return NomsResult(n, o, m, s, rec, flags, comps, outcomes if rec is None else [], alternatives)
+    return NomsResult(
+        n, o, m, s, rec, flags, comps, outcomes if rec is None else [], alternatives, inputs=inp
+    )

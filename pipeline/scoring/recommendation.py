@@ -158,17 +158,8 @@ def build_recommendation(rec: Any, results: dict[str, Any], tables: Tables) -> d
     detail: dict[str, Any] = {"disclaimer": DISCLAIMER}
     ranked: list[dict[str, Any]] = []
     changes: list[str] = []
-    base: NomsInput | None = None
+    base: NomsInput | None = noms.inputs if noms is not None else None
     if noms is not None:
-        given = (rec.sins_total_given,) if rec.sins_total_given is not None else None
-        base = NomsInput(
-            escc_possible=escc.possible if escc is not None else None,
-            histology=rec.histology,
-            radiosensitivity=rec.radiosensitivity,
-            sins_reachable=given or (sins.reachable if sins is not None else None),
-            able_to_tolerate_surgery=rec.able_to_tolerate_surgery,
-            myelopathy=rec.myelopathy,
-        )
         reasons = [c.rule for c in noms.components if c.name in ("N", "O", "M", "S")]
         if noms.recommendation is not None:
             ranked.append(
@@ -190,14 +181,14 @@ def build_recommendation(rec: Any, results: dict[str, Any], tables: Tables) -> d
                         "source": "spec_3_1",
                     }
                 )
-            if noms.S is not None:
+            if noms.S is not None and base is not None:
                 flip = _noms_with(base, tables, able_to_tolerate_surgery=noms.S != "able")
                 if flip is not None and flip != noms.recommendation:
                     who = "could not" if noms.S == "able" else "could"
                     changes.append(
                         f"if the patient {who} tolerate surgery, NOMS would suggest {flip}"
                     )
-            if escc is not None and "1c" in escc.possible:
+            if base is not None and escc is not None and "1c" in escc.possible:
                 other = "high" if tables.convention("escc_1c_class") == "low" else "low"
                 flip = _noms_with(base, tables.with_conventions(escc_1c_class=other))
                 if flip is not None and flip != noms.recommendation:

@@ -37,11 +37,11 @@ SINS_ENUMS = ("pain", "lesion", "alignment", "collapse", "posterolateral")
 BLOCKS: dict[str, dict[str, str]] = {
     "sins": {
         "levels": "levels",
-        "pain": _STR,
-        "lesion": _STR,
-        "alignment": _STR,
-        "collapse": _STR,
-        "posterolateral": _STR,
+        "pain": "sins_enum",
+        "lesion": "sins_enum",
+        "alignment": "sins_enum",
+        "collapse": "sins_enum",
+        "posterolateral": "sins_enum",
         "collapse_pct": _NUM,
         "body_involvement_pct": _NUM,
         "lytic_pct": _NUM,
@@ -64,6 +64,7 @@ BLOCKS: dict[str, dict[str, str]] = {
         "histology": _STR,
         "escc": "grades",
         "sins": _INT,
+        "sins_category": "enum:stable|potentially_unstable|unstable",
         "able_to_tolerate_surgery": _BOOL,
         "radiosensitivity": _STR,
         "myelopathy": _BOOL,
@@ -172,6 +173,20 @@ def _check_value(path: str, kind: str, value: Any) -> Any:
         if v not in choices:
             raise ScoringError("INVALID_VALUE", f"{path} must be one of {choices}, got {value!r}")
         return v
+    if kind == "sins_enum":
+        # one finding, or a list of findings that must agree
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(x, str) for x in items):
+            raise _type_error(path, "a SINS category string", value)
+        if len(set(items)) > 1:
+            field = path.rsplit(".", 1)[-1]
+            code = (
+                "CONTRADICTION_COLLAPSE"
+                if field == "collapse"
+                else f"CONTRADICTION_SINS_{field.upper()}"
+            )
+            raise ScoringError(code, f"{path} reports incompatible findings {items}")
+        return items[0]
     if kind == "levels":
         items = value if isinstance(value, list) else [value]
         for it in items:
@@ -315,6 +330,7 @@ class PatientRecord:
     escc_features: EsccFeatures | None = None
     escc_grades: tuple[str, ...] | None = None
     sins_total_given: int | None = None
+    sins_category_given: str | None = None
     kps_values: tuple[int, ...] | None = None
     requested: frozenset[str] = frozenset()
     sources: dict[str, list[str]] = field(default_factory=dict)
@@ -624,6 +640,7 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
         escc_features=esc_in,
         escc_grades=noms_b.get("escc"),
         sins_total_given=noms_b.get("sins"),
+        sins_category_given=noms_b.get("sins_category"),
         kps_values=d.get("kps_values"),
         requested=frozenset(requested),
         sources={f: [p for p, _ in c] for f, c in m.values.items()},

@@ -589,3 +589,20 @@ def test_kps_values_mappings() -> None:
         [0, 3, 5],
     )
     assert score_case({"kps_values": [55]})["error"] == "KPS_INVALID"
+
+
+def test_noms_sins_category_and_incompatible_findings() -> None:
+    assert (
+        score_case({"noms": {"histology": "breast", "escc": "1b", "sins_category": "unstable"}})[
+            "recommendation"
+        ]
+        == "stabilization+cEBRT"
+    )
+    assert (
+        score_case(
+            {"noms": {"histology": "breast", "escc": "1b", "sins": 5, "sins_category": "unstable"}}
+        )["error"]
+        == "CONTRADICTION_SINS_TOTAL"
+    )
+    assert score_case(sins(collapse=["gt50", "none"]))["error"] == "CONTRADICTION_COLLAPSE"
+    assert score_case(sins(collapse=["gt50"]))["sins_components"]["collapse"] == 3
