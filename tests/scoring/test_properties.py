@@ -357,3 +357,56 @@ def test_escc_possible_grades_are_the_consistent_completions(feats) -> None:
     assert list(res.possible) == [g for g in GRADES if g in grades]
     classes = {g in ("2", "3") for g in grades}
     assert res.high_grade == (classes.pop() if len(classes) == 1 else None)
+
+
+# ------------------------------------------------------------------ robustness of the public API
+from pipeline.scoring import score_case  # noqa: E402
+from pipeline.scoring.record import BLOCKS, SCALARS  # noqa: E402
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 120)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=12)
+    | st.sampled_from(
+        [
+            "T12",
+            "sacrum",
+            "L6",
+            "lytic",
+            "gt50",
+            "none",
+            "mechanical",
+            "2",
+            "1c",
+            "kidney",
+            "A",
+            "B",
+        ]
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+blocks = st.sampled_from(sorted(BLOCKS)).flatmap(
+    lambda b: st.tuples(
+        st.just(b), st.dictionaries(st.sampled_from(sorted(BLOCKS[b])), json_values, max_size=6)
+    )
+)
+scalars = st.tuples(st.sampled_from(sorted(SCALARS)), json_values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(blocks, scalars), max_size=6))
+def test_score_case_never_raises(items) -> None:
+    out = score_case(dict(items), explain=True)
+    assert isinstance(out, dict) and isinstance(out["flags"], list)
+    if "error" in out:
+        assert out["error"] == out["errors"][0] and out["error"].isupper()
+    for key in ("sins", "tokuhashi", "tomita", "mbauer", "nesms"):
+        if out.get(f"{key}_total_range"):
+            lo, hi = out[f"{key}_total_range"]
+            assert lo <= hi
+            assert out[f"{key}_total"] in (None, lo) and (out[f"{key}_total"] is None) == (lo != hi)
