@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dicom_factory import write_series
+from io_dicom_factory import write_series
 
 from pipeline.io import discover, open_study, select_series
 from pipeline.io.classify import kernel_class, mr_weighting

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from dicom_factory import write_series
+from io_dicom_factory import write_series
 
 from pipeline.cli import main
 from pipeline.io import Volume, write_nifti

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import unit, write_series
+from io_dicom_factory import unit, write_series
 
 from pipeline.errors import InputError
 from pipeline.io import discover, discover_all, load_series, open_study

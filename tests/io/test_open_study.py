@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import series_with_point, unit, write_series
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from io_dicom_factory import series_with_point, unit, write_series
 
 from pipeline.errors import InputError
 from pipeline.io import Volume, discover, load_series, open_study, write_nifti
