@@ -78,6 +78,21 @@ def is_high_grade(grade: str, tables: Tables) -> bool:
     return bool(tables.raw["escc"]["grades"][grade]["high_grade"])
 
 
+def one_c_decides(possible: tuple[str, ...], tables: Tables) -> bool:
+    """True when the 1c convention changes the low/high class of these possible grades."""
+    if "1c" not in possible:
+        return False
+    other = tables.with_conventions(
+        escc_1c_class="high" if tables.convention("escc_1c_class") == "low" else "low"
+    )
+
+    def cls(t: Tables) -> bool | None:
+        vals = {is_high_grade(g, t) for g in possible}
+        return vals.pop() if len(vals) == 1 else None
+
+    return cls(tables) != cls(other)
+
+
 def classify(possible: tuple[str, ...], tables: Tables) -> EsccResult:
     """Result for a set of possible grades (e.g. a grade measured by the imaging pipeline)."""
     for g in possible:
@@ -87,7 +102,7 @@ def classify(possible: tuple[str, ...], tables: Tables) -> EsccResult:
             )
     possible = tuple(g for g in GRADES if g in possible)
     classes = {is_high_grade(g, tables) for g in possible}
-    flags = {"ESCC_1C_CONTROVERSIAL"} if "1c" in possible else set()
+    flags = {"ESCC_1C_CONTROVERSIAL"} if one_c_decides(possible, tables) else set()
     grade = possible[0] if len(possible) == 1 else None
     grades_cfg = tables.raw["escc"]["grades"]
     comps: list[Component] = []

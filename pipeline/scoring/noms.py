@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pipeline.scoring import histology as hist
 from pipeline.scoring.base import Component, ScoringError
-from pipeline.scoring.bilsky import GRADES, is_high_grade
+from pipeline.scoring.bilsky import GRADES, is_high_grade, one_c_decides
 from pipeline.scoring.intervals import band_of
 from pipeline.scoring.tables import Tables
 
@@ -138,7 +138,7 @@ def assess(inp: NomsInput, tables: Tables) -> NomsResult:
     grades = inp.escc_possible if inp.escc_possible else GRADES
     if not inp.escc_possible:
         flags.add("INCOMPLETE_ESCC_MISSING")
-    if "1c" in grades and inp.escc_possible:
+    if inp.escc_possible and one_c_decides(tuple(grades), tables):
         flags.add("ESCC_1C_CONTROVERSIAL")
     n_set = sorted({"high" if is_high_grade(g, tables) else "low" for g in grades})
     n = n_set[0] if len(n_set) == 1 else None

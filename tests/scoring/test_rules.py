@@ -606,3 +606,18 @@ def test_noms_sins_category_and_incompatible_findings() -> None:
     )
     assert score_case(sins(collapse=["gt50", "none"]))["error"] == "CONTRADICTION_COLLAPSE"
     assert score_case(sins(collapse=["gt50"]))["sins_components"]["collapse"] == 3
+
+
+def test_1c_flag_only_when_the_convention_decides() -> None:
+    feats = {
+        "epidural_tumour": True,
+        "thecal_sac_deformed": True,
+        "cord_abutment": None,
+        "cord_compressed": False,
+        "csf_visible_around_cord": True,
+    }
+    out = score_case({"escc_features": feats})
+    assert out["escc_possible_grades"] == ["1b", "1c"] and out["escc_high_grade"] is False
+    assert "ESCC_1C_CONTROVERSIAL" in out["flags"]
+    unknown = score_case({"escc_features": {k: None for k in feats}})
+    assert unknown["escc_high_grade"] is None and "ESCC_1C_CONTROVERSIAL" not in unknown["flags"]
