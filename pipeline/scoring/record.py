@@ -224,6 +224,38 @@ def _cv_flag(block: Mapping[str, Any]) -> bool | None:
     return bool(flag) or in_sites
 
 
+# "<score>_<field>" at the top level: a per-score copy of a block field (e.g.
+# "tomita_visceral", "mbauer_skeletal_mets_total"); copies must agree with the block.
+_PREFIXES = {
+    "modified_bauer": "modified_bauer",
+    "mbauer": "modified_bauer",
+    "tokuhashi": "tokuhashi",
+    "tomita": "tomita",
+    "noms": "noms",
+    "sins": "sins",
+}
+_FIELD_ALIASES = {
+    ("tokuhashi", "visceral"): "visceral_major_organs",
+    ("modified_bauer", "visceral"): "visceral_mets",
+    ("modified_bauer", "skeletal_mets"): "skeletal_mets_total",
+    ("tokuhashi", "vertebral_mets"): "vertebral_body_mets",
+    ("tomita", "primary"): "histology",
+    ("modified_bauer", "histology"): "primary",
+    ("tokuhashi", "histology"): "primary",
+}
+
+
+def _prefixed(key: str) -> tuple[str, str] | None:
+    for pre in sorted(_PREFIXES, key=len, reverse=True):
+        if key.startswith(pre + "_"):
+            blk = _PREFIXES[pre]
+            fld = key[len(pre) + 1 :]
+            fld = _FIELD_ALIASES.get((blk, fld), fld)
+            if fld in BLOCKS[blk] and fld != "notes":
+                return blk, fld
+    return None
+
+
 _NEGATIVE = {"", "none", "no", "false", "absent", "not_involved"}
 
 
@@ -282,6 +314,10 @@ def validate(inputs: Mapping[str, Any], tables: Tables) -> dict[str, Any]:
             out[key] = blk
         elif key in SCALARS:
             out[key] = _check_value(key, SCALARS[key], value)
+        elif _prefixed(str(key)) is not None:
+            blk_name, fld = _prefixed(str(key))  # type: ignore[misc]
+            checked = _check_value(key, BLOCKS[blk_name][fld], value)
+            out.setdefault("_copies", []).append((str(key), blk_name, fld, checked))
         elif not str(key).startswith("_"):
             unknown.append(str(key))
     if unknown:
@@ -480,6 +516,26 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
     tom = d.get("tomita") or {}
     mb = d.get("modified_bauer") or {}
     m = _Merger()
+    blocks = {"sins": sins_b, "noms": noms_b, "tokuhashi": tok, "tomita": tom, "modified_bauer": mb}
+    for key, blk_name, fld, value in d.get("_copies", []):
+        target = blocks[blk_name]
+        if target is None or value is None:
+            continue
+        if target.get(fld) is None:
+            target[fld] = value
+        elif target[fld] != value:
+            code = {
+                "visceral_major_organs": "CONTRADICTION_VISCERAL",
+                "visceral": "CONTRADICTION_VISCERAL",
+                "visceral_mets": "CONTRADICTION_VISCERAL",
+                "skeletal_mets_total": "CONTRADICTION_SKELETAL_COUNT",
+                "vertebral_body_mets": "CONTRADICTION_SKELETAL_COUNT",
+                "extraspinal_bone_mets": "CONTRADICTION_SKELETAL_COUNT",
+                "bone": "CONTRADICTION_SKELETAL_COUNT",
+                "primary": "CONTRADICTION_HISTOLOGY",
+                "histology": "CONTRADICTION_HISTOLOGY",
+            }.get(fld, f"CONTRADICTION_{fld.upper()}")
+            m.fail(code, f"{key}={value!r} disagrees with {blk_name}.{fld}={target[fld]!r}")
 
     for path, v in (
         ("noms.histology", noms_b.get("histology")),

@@ -227,3 +227,22 @@ def test_cli_unreadable_inputs(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 2 and json.loads(proc.stdout)["error"] == "INPUT_UNREADABLE"
+
+
+def test_prefixed_per_score_copies_are_shared_facts() -> None:
+    assert (
+        score_case(
+            {"tomita": {"histology": "lung", "visceral": "none"}, "tomita_bone": "solitary"}
+        )["tomita_total"]
+        == 5
+    )
+    assert score_case({"tomita_bone": "solitary", "mbauer_skeletal_mets_total": 3})["errors"] == [
+        "CONTRADICTION_SKELETAL_COUNT"
+    ]
+    assert score_case({"tokuhashi": {"primary": "breast"}, "mbauer_primary": "lung"})["errors"] == [
+        "CONTRADICTION_HISTOLOGY"
+    ]
+    assert score_case({"tomita": {"visceral": "none"}, "tomita_visceral": "treatable"})[
+        "errors"
+    ] == ["CONTRADICTION_VISCERAL"]
+    assert score_case({"tomita_colour": "red"})["error"] == "UNKNOWN_FIELD"
