@@ -113,6 +113,15 @@ def _series_line(s: Series, picked_roles: list[str]) -> list[str]:
     return lines
 
 
+def _merge_reasons(reasons: list[str]) -> list[str]:
+    """Join roles that share one reason: 'a, b: rejected (modality CT, not MR)'."""
+    by_reason: dict[str, list[str]] = {}
+    for line in reasons:
+        role, _, why = line.partition(": ")
+        by_reason.setdefault(why, []).append(role)
+    return [f"{', '.join(roles)}: {why}" for why, roles in by_reason.items()]
+
+
 def text_report(disc: Discovery, loaded: LoadedStudy | None, sel_study: str | None) -> str:
     """Human-readable inspect output."""
     out = [
@@ -132,8 +141,7 @@ def text_report(disc: Discovery, loaded: LoadedStudy | None, sel_study: str | No
             roles = [r for r, ps in (sel.picked.items() if sel else []) if ps is s]
             out.extend(_series_line(s, roles))
             if sel and s.key in sel.reasons and st.study_uid == sel_study:
-                for why in sel.reasons[s.key]:
-                    out.append(f"    select  {why}")
+                out.extend(f"    select  {line}" for line in _merge_reasons(sel.reasons[s.key]))
     return "\n".join(out)
 
 

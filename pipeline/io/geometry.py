@@ -191,18 +191,22 @@ def check_stack(frames: list[Frame], cfg: dict[str, Any] | None = None) -> Stack
     pos = np.array([f.position for f in frames], dtype=np.float64)
 
     diffs = np.diff(d)
-    dup = int(np.sum(diffs <= c["position_tol_mm"]))
+    same = diffs <= c["position_tol_mm"]
+    dup = int(np.sum(same))
+    n_distinct = len(frames) - dup
     if dup:
+        # images that coincide with a neighbour along the normal
+        involved = np.zeros(len(frames), bool)
+        involved[:-1] |= same
+        involved[1:] |= same
         findings.append(
             Finding(
                 "DUPLICATE_POSITIONS",
                 "error",
-                f"{dup + 1 if dup == len(diffs) else dup} image(s) share a slice position with "
-                f"another ({len(np.unique(np.round(d / c['position_tol_mm'])))} distinct positions "
-                f"in {len(frames)} images)",
+                f"{int(involved.sum())} of {len(frames)} images share a slice position with "
+                f"another ({n_distinct} distinct positions)",
             )
         )
-    n_distinct = len(frames) - dup
     if n_distinct < c["min_slices"]:
         findings.append(
             Finding(

@@ -32,7 +32,10 @@ def test_inspect_text_lists_series_checks_and_selection(tmp_path, capsys):
     assert "skipped: NOT_DICOM x1" in out
     assert "'body'  <- ct_axial" in out
     assert "ERROR   MISSING_SLICES" in out
-    assert "ct_axial: rejected (geometry: MISSING_SLICES)" in out
+    assert (
+        "ct_axial, mr_sagittal_t2, mr_sagittal_t1, mr_sagittal_stir, mr_axial_t2: rejected (geometry: MISSING_SLICES)"
+        in out
+    )
     assert "loaded ct_axial: CT shape (7, 6, 5)" in out
     assert "values -1000..-1000" in out
 
