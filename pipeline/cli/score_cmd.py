@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipeline.scoring.base import ScoringError
 from pipeline.scoring.calculator import score_case
 from pipeline.scoring.explain import format_explanation
@@ -83,7 +85,7 @@ def _fmt(path: str, text: str, requested: str) -> str:
 
 
 def score_text(
-    text: str, fmt: str, *, explain: bool = False, conventions: dict[str, str] | None = None
+    text: str, fmt: str, *, explain: bool = False, conventions: dict[str, Any] | None = None
 ) -> tuple[Any, int]:
     """Score a document (the CLI's work, without I/O); returns (JSON-able result, exit code)."""
     tables = load_tables()
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     conventions = {}
     for item in args.convention:
         name, _, value = item.partition("=")
-        conventions[name.strip()] = value.strip()
+        conventions[name.strip()] = yaml.safe_load(value) if value.strip() else None
     try:
         text = _read(args.input)
     except ScoringError as exc:

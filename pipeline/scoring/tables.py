@@ -57,6 +57,16 @@ class Tables:
                     "CONVENTION_INVALID",
                     f"convention {name} must be one of {choices}, got {value!r}",
                 )
+            default = spec["value"]
+            numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+            if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(
+                    "CONVENTION_INVALID", f"convention {name} must be a number, got {value!r}"
+                )
+            if isinstance(default, list) and not isinstance(value, list):
+                raise ConfigError(
+                    "CONVENTION_INVALID", f"convention {name} must be a list, got {value!r}"
+                )
             conv[name] = value
         return Tables(self.raw, conv)
 

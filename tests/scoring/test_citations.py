@@ -99,3 +99,13 @@ def test_explanation_gives_rule_and_source_for_every_point() -> None:
         assert (
             i["rule"] and i["source"] in T.raw["sources"] and i["citation"] == T.source(i["source"])
         )
+
+
+def test_conventions_are_checked() -> None:
+    with pytest.raises(ConfigError):
+        T.with_conventions(sins_collapse_noise_floor_pct="abc")
+    with pytest.raises(ConfigError):
+        T.with_conventions(escc_1c_class="maybe")
+    with pytest.raises(ConfigError):
+        T.with_conventions(no_such_rule=1)
+    assert T.with_conventions(sins_collapse_noise_floor_pct=5).convention("sins_collapse_noise_floor_pct") == 5
