@@ -199,6 +199,7 @@ class Selection:
     """
 
     picked: dict[str, Series] = field(default_factory=dict)
+    ranked: dict[str, list[Series]] = field(default_factory=dict)  # eligible, best first
     reasons: dict[str, list[str]] = field(default_factory=dict)
     study_uid: str | None = None
 

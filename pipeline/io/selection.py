@@ -143,6 +143,7 @@ def select_in_study(study: Study, rules: dict[str, Any] | str | None = None) -> 
         ranked = sorted(passing, key=lambda s: _sort_key(s, prefer))
         best = ranked[0]
         sel.picked[role] = best
+        sel.ranked[role] = ranked
         sel.reasons[best.key].append(f"{role}: picked ({_describe(best)})")
         for other in ranked[1:]:
             sel.reasons[other.key].append(

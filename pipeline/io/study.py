@@ -128,26 +128,42 @@ def open_study(
     if disc.skipped:
         messages.append(f"{len(disc.skipped)} file(s) skipped (not DICOM, DICOMDIR or unreadable)")
     volumes: dict[str, Volume] = {}
+    loaded_keys: dict[str, str] = {}
     for role, series in sel.picked.items():
         if modality is not None and series.modality != modality:
             messages.append(f"{role}: skipped, modality {series.modality} not requested")
             continue
-        try:
-            vol = load_series(series)
-        except InputError as exc:
-            warnings.append(
-                Finding(
-                    exc.code, "warning", f"{role}: series {series.key} not loaded: {exc.message}"
+        # A picked series that fails to decode gives way to the next eligible one.
+        for cand in sel.ranked.get(role, [series]):
+            if cand.key in loaded_keys:  # one series filling two roles is loaded once
+                vol = volumes[loaded_keys[cand.key]]
+                vol = Volume(vol.array, vol.affine, vol.modality, dict(vol.meta))
+            else:
+                try:
+                    vol = load_series(cand)
+                except InputError as exc:
+                    warnings.append(
+                        Finding(
+                            exc.code,
+                            "warning",
+                            f"{role}: series {cand.key} not loaded: {exc.message}",
+                        )
+                    )
+                    continue
+                warnings.extend(cand.warnings)
+            if cand is not series:
+                sel.picked[role] = cand
+                sel.reasons.setdefault(cand.key, []).append(
+                    f"{role}: picked instead of {series.key}, which failed to load"
                 )
+            vol.meta["role"] = role
+            volumes[role] = vol
+            loaded_keys.setdefault(cand.key, role)
+            messages.append(
+                f"{role}: series {cand.key} '{cand.description}' "
+                f"{vol.shape} spacing {np.round(vol.spacing, 3).tolist()} mm"
             )
-            continue
-        vol.meta["role"] = role
-        volumes[role] = vol
-        warnings.extend(series.warnings)
-        messages.append(
-            f"{role}: series {series.key} '{series.description}' "
-            f"{vol.shape} spacing {np.round(vol.spacing, 3).tolist()} mm"
-        )
+            break
     if not volumes:
         n = sum(len(st.series) for st in disc.studies)
         bad = sorted({f.code for st in disc.studies for s in st.series for f in s.errors})

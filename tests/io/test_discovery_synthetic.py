@@ -8,7 +8,7 @@ import pytest
 from io_dicom_factory import unit, write_series
 
 from pipeline.errors import InputError
-from pipeline.io import discover, discover_all, load_series, open_study
+from pipeline.io import discover, discover_all, load_series, open_study, select_series
 from pipeline.io.geometry import plane_of
 
 
@@ -220,3 +220,26 @@ def test_dicomdir_is_skipped_and_the_tree_walked(tmp_path):
     d = discover_all(path.rsplit("/", 1)[0])
     assert any(s.code == "DICOMDIR" for s in d.skipped)
     assert sum(len(st.series) for st in d.studies) > 5
+
+
+def test_series_that_fails_to_decode_gives_way_to_the_next(tmp_path):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    thin = write_series(
+        tmp_path / "thin", _px(6), step=(0, 0, 1.0), study_uid="1.1", SeriesNumber=2
+    )
+    write_series(tmp_path / "thick", _px(6), step=(0, 0, 3.0), study_uid="1.1", SeriesNumber=3)
+    for f in thin:  # headers fine, pixel data an undecodable JPEG 2000 stream
+        ds = pydicom.dcmread(f)
+        ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+        ds.PixelData = encapsulate([b"\x00garbage\x00" * 8])
+        ds["PixelData"].VR = "OB"
+        ds.save_as(f)
+    studies = discover(tmp_path)
+    assert select_series(studies).picked["ct_axial"].n_frames == 6
+    ls = open_study(tmp_path)
+    vol = ls.volumes["ct_axial"]
+    assert vol.spacing[2] == pytest.approx(3.0)
+    assert "PIXEL_DATA_UNREADABLE" in [w.code for w in ls.warnings]
+    assert any("failed to load" in r for rs in ls.selection.reasons.values() for r in rs)
