@@ -170,6 +170,19 @@ def assess(inp: NomsInput, tables: Tables) -> NomsResult:
             SYSTEM, "S", (0,), s, f"able to tolerate surgery: {s or 'not given'}", "laufer2013"
         )
     )
+    if inp.myelopathy and "low" in n_set:
+        # The reconstructed table's low-grade rows assume no myelopathy (SCORING.md 3.1).
+        comps.append(
+            Component(
+                SYSTEM,
+                "myelopathy",
+                (0,),
+                "present",
+                "myelopathy with low-grade ESCC lies outside the reconstructed NOMS rows "
+                "(low-grade rows assume no myelopathy): discuss with the spine surgeon",
+                "laufer2013",
+            )
+        )
 
     outcomes: list[dict] = []
     for nn, mm in itertools.product(n_set, m_set):

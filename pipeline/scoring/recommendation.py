@@ -160,7 +160,7 @@ def build_recommendation(rec: Any, results: dict[str, Any], tables: Tables) -> d
     changes: list[str] = []
     base: NomsInput | None = noms.inputs if noms is not None else None
     if noms is not None:
-        reasons = [c.rule for c in noms.components if c.name in ("N", "O", "M", "S")]
+        reasons = [c.rule for c in noms.components if c.name in ("N", "O", "M", "S", "myelopathy")]
         if noms.recommendation is not None:
             ranked.append(
                 {
