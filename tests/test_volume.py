@@ -45,3 +45,18 @@ def test_nifti_round_trip_preserves_lps_geometry(tmp_path):
 def test_volume_rejects_non_3d():
     with pytest.raises(ValueError):
         Volume(np.zeros((2, 2)), np.eye(4), "CT")
+
+
+@pytest.mark.parametrize("perm", [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)])
+@pytest.mark.parametrize("signs", [(a, b, c) for a in (1, -1) for b in (1, -1) for c in (1, -1)])
+def test_canonical_for_all_48_axis_orders(perm, signs):
+    aff = np.eye(4)
+    aff[:3, :3] = np.eye(3)[:, list(perm)] * np.array(signs) * np.array([0.7, 1.3, 2.9])
+    aff[:3, 3] = [5.0, -7.0, 11.0]
+    arr = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
+    vol = Volume(arr, aff, "MR")
+    can = vol.to_canonical()
+    assert np.allclose(np.abs(can.direction), np.eye(3)) and np.all(np.diag(can.direction) > 0)
+    for ijk in np.ndindex(arr.shape):
+        back = np.rint(can.lps_to_index(vol.index_to_lps(ijk))).astype(int)
+        assert can.array[tuple(back)] == arr[ijk]

@@ -102,7 +102,8 @@ def load_series(series: Series) -> Volume:
         Canonical orientation (see :mod:`pipeline.io.volume`), float32; CT in HU.
         ``meta`` holds the study / series / frame-of-reference UIDs, the SOP Instance
         UIDs in slice order (``sop_instance_uids``, with ``frame_numbers`` for
-        multi-frame sources and ``slice_axis``, the canonical axis they run along),
+        multi-frame sources; ``slice_axis`` is the canonical axis they run along and
+        ``slice_order_reversed`` whether index 0 is the last of ``series.frames``),
         description, plane, weighting, kernel, spacing, warnings. Never patient
         name / ID / dates.
 
@@ -161,6 +162,9 @@ def load_series(series: Series) -> Volume:
         "sop_instance_uids": sops,
         "frame_numbers": frame_numbers if any(n is not None for n in frame_numbers) else None,
         "slice_axis": slice_axis,
+        # sop_instance_uids / frame_numbers are already in canonical order; this says
+        # whether that is the reverse of Series.frames (sorted along the slice normal)
+        "slice_order_reversed": bool(flips[slice_axis]),
         "series_description": series.description,
         "series_number": series.series_number,
         "plane": c.plane if c else None,

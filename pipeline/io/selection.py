@@ -47,6 +47,9 @@ def _pixel(s: Series) -> float:
     return f0.pixel_spacing[0] * f0.pixel_spacing[1]
 
 
+REQUIRE_KEYS = {"modality", "plane", "weighting", "stir_or_fat_sat", "not_localizer", "not_derived"}
+
+
 def rejection(series: Series, req: dict[str, Any]) -> str | None:
     """Why ``series`` fails the role's requirements, or ``None`` when it passes."""
     c = series.classification
@@ -130,6 +133,13 @@ def select_in_study(study: Study, rules: dict[str, Any] | str | None = None) -> 
         sel.reasons.setdefault(s.key, [])
     for role, spec in doc["roles"].items():
         req = dict(spec.get("require") or {})
+        unknown = set(req) - REQUIRE_KEYS
+        if unknown:
+            raise ConfigError(
+                "CONFIG_INVALID",
+                f"role {role}: unknown requirement(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(REQUIRE_KEYS))})",
+            )
         prefer = list(spec.get("prefer") or [])
         passing = []
         for s in study.series:

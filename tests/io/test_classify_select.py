@@ -184,3 +184,13 @@ def test_rules_can_be_replaced(tmp_path):
     rules = {"roles": {"ct_any": {"require": {"modality": "CT"}, "prefer": ["thinnest"]}}}
     sel = select_series(discover(tmp_path), rules=rules)
     assert list(sel.picked) == ["ct_any"]
+
+
+def test_unknown_requirement_is_a_config_error(tmp_path):
+    from pipeline.errors import ConfigError
+
+    write_series(tmp_path / "a", _px())
+    rules = {"roles": {"x": {"require": {"modalty": "CT"}}}}
+    with pytest.raises(ConfigError) as ei:
+        select_series(discover(tmp_path), rules=rules)
+    assert ei.value.code == "CONFIG_INVALID" and "modalty" in ei.value.message
