@@ -63,6 +63,8 @@ def test_bright_voxel_lands_at_its_patient_coordinate(tmp_path, name, modality):
     k = int(idx[0][meta["slice_axis"]])
     bright = next(f for f in files if pydicom.dcmread(f).InstanceNumber == 4)
     assert meta["sop_instance_uids"][k] == pydicom.dcmread(bright).SOPInstanceUID
+    frames = s.frames[::-1] if meta["slice_order_reversed"] else s.frames
+    assert [f.sop_uid for f in frames] == meta["sop_instance_uids"]
 
 
 @settings(
