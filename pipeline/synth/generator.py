@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.synth import config as C
 from pipeline.synth.anatomy import build_layout, level_run
 from pipeline.synth.pathology import EPIDURAL_LEVELS, Lesion, sample_epidural
-from pipeline.synth.world import SoftTissue, World
+from pipeline.synth.world import SoftTissue, World, body_involvement
 
 REGIONS: dict[str, tuple[int, int]] = {
     "cervical": (2, 9),  # C2-T2
@@ -175,6 +175,7 @@ def random_world(rng: np.random.Generator, opts: StudyOptions | None = None, *,
         contrast=bool(rng.random() < 0.4),
     )  # fmt: skip
     world = World(layout, plan.lesions, [], soft, cortex=float(rng.uniform(0.8, 1.4)))
+    _settle_involvement(world, plan)
     if epi_level is not None:
         w0 = sum(layout.segment_s[epi_level]) / 2 + float(rng.uniform(-1.5, 1.5))
         world.epidurals.append(sample_epidural(epi_level, grade, w0, rng, layout.scale))
@@ -195,24 +196,34 @@ def _plan_lesions(
         plan.lesion_type
     ]
     if plan.collapse_kind == "involved_gt50":
-        frac = float(rng.uniform(0.93, 0.99))
+        # Most of the body replaced: an elliptic cylinder (volume fraction ~ frac^3).
+        frac = float(rng.uniform(0.9, 0.95))
+        r = (v.width * frac, v.depth * frac, v.height / 2 * frac)
+        if len(kinds) == 1:
+            out.append(Lesion(x, kinds[0], (0.0, 0.0, 0.0), r, "body", "cylinder"))
+        else:
+            for i, k in enumerate(kinds):
+                cx = (-1 if i == 0 else 1) * v.width * frac / 2
+                out.append(
+                    Lesion(x, k, (cx, 0.0, 0.0), (r[0] / 2 + 1.0, r[1], r[2]), "body", "cylinder")
+                )
     else:
         frac = float(rng.uniform(0.35, 0.55))
-    if len(kinds) == 1:
-        out.append(_body_lesion(x, kinds[0], rng, dims, frac))
-    else:  # mixed: two halves side by side
-        for i, k in enumerate(kinds):
-            les = _body_lesion(x, k, rng, dims, frac * 0.75)
-            cx = (-1 if i == 0 else 1) * v.width * 0.35
-            out.append(
-                Lesion(
-                    x,
-                    k,
-                    (cx, les.centre[1], les.centre[2]),
-                    (les.radii[0] * 0.6, *les.radii[1:]),
-                    "body",
+        if len(kinds) == 1:
+            out.append(_body_lesion(x, kinds[0], rng, dims, frac))
+        else:  # mixed: two lesions side by side
+            for i, k in enumerate(kinds):
+                les = _body_lesion(x, k, rng, dims, frac * 0.75)
+                cx = (-1 if i == 0 else 1) * v.width * 0.35
+                out.append(
+                    Lesion(
+                        x,
+                        k,
+                        (cx, les.centre[1], les.centre[2]),
+                        (les.radii[0] * 0.6, *les.radii[1:]),
+                        "body",
+                    )
                 )
-            )
     # Epidural origin: a lesion at the posterior body wall of the epidural level.
     if plan.epidural_level is not None:
         e = layout.vertebrae[plan.epidural_level]
@@ -239,3 +250,20 @@ def _plan_lesions(
             _body_lesion(m, kind, rng, (w.height, w.width, w.depth), float(rng.uniform(0.2, 0.4)))
         )
     return out
+
+
+def _settle_involvement(world: World, plan: Plan) -> None:
+    """Resize body lesions so every involvement fraction is clear of the 50 % threshold."""
+    lo_max, hi_min = C.INVOLVEMENT_LOW_RANGE[1], C.INVOLVEMENT_HIGH_RANGE[0]
+    for n in {le.number for le in world.lesions}:
+        want_high = n == plan.index_level and plan.collapse_kind == "involved_gt50"
+        for _ in range(25):
+            inv = body_involvement(world, n, step=0.8)
+            if (want_high and inv >= hi_min) or (not want_high and inv <= lo_max):
+                break
+            f = 1.04 if want_high else 0.92
+            for le in world.lesions:
+                if le.number == n and le.site == "body":
+                    le.radii = tuple(r * f for r in le.radii)  # type: ignore[assignment]
+        else:
+            raise RuntimeError(f"could not settle involvement of vertebra {n}")

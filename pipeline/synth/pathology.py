@@ -42,6 +42,7 @@ class Lesion:
     centre: tuple[float, float, float]
     radii: tuple[float, float, float]
     site: str  # "body", "pedicle_left", "pedicle_right", "posterior"
+    shape: str = "ellipsoid"  # or "cylinder" (elliptic cylinder along local z)
 
 
 @dataclass
