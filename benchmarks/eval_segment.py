@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--write-card", action="store_true", help="record the figures in the model card")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from pipeline.segment import get_segmenter
@@ -234,6 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     if a.real:
         report["real"] = eval_real(seg)
         print(json.dumps(report["real"], indent=1, default=str))
+    if a.write_card and a.backend == "builtin":
+        import yaml
+
+        card_path = seg.card.folder / "card.yaml"  # type: ignore[attr-defined]
+        card = yaml.safe_load(card_path.read_text())
+        metrics = card.get("metrics") or {}
+        cmd = "python benchmarks/eval_segment.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        if "synthetic" in report:
+            metrics["held_out_synthetic"] = {"command": cmd, **report["synthetic"]["summary"],
+                                             "seeds": f"{a.seed0}..{a.seed0 + a.synthetic - 1}"}
+        if "real" in report:
+            metrics["real_scans"] = {"command": cmd, **json.loads(json.dumps(report["real"], default=str))}
+        card["metrics"] = metrics
+        card_path.write_text(yaml.safe_dump(card, sort_keys=False))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(report, indent=1, default=str))

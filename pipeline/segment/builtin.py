@@ -128,55 +128,41 @@ class BuiltinSegmenter:
         fp = ndimage.generate_binary_structure(3, 1)
         vert_d = np.where(vert_m > 0, vert_m, ndimage.grey_dilation(vert_m, footprint=fp))
         parts_d = np.where(parts_m > 0, parts_m, ndimage.grey_dilation(parts_m, footprint=fp))
-        sem_s = (
-            sample_tensor_on_grid(
-                logits,
-                on_model.affine,
-                src.affine,
-                src.shape,
-                reduce=lambda c: c.argmax(0).to(torch.uint8),
-            )
-            .cpu()
-            .numpy()
-        )
-        near = (
-            sample_tensor_on_grid(
-                torch.from_numpy(np.stack([vert_d, parts_d]).astype(np.float32)).to(self.device),
-                on_model.affine,
-                src.affine,
-                src.shape,
-                mode="nearest",
-                reduce=lambda c: c.to(torch.int16),
-            )
-            .cpu()
-            .numpy()
-        )
-        vert_s, side_s = near[0], near[1]
-        bone = np.isin(
-            sem_s, [SEM["body"], SEM["pedicle"], SEM["posterior"], SEM["lytic"], SEM["blastic"]]
-        )
-        vertebrae = np.where(bone, vert_s, 0).astype(np.int16)
-        vertebrae[sem_s == SEM["sacrum"]] = 26
+        # Only the box around what the model found is sampled at full resolution; the
+        # rest of a large CT is background (saves most of the time and memory).
+        box, sub_affine = _source_box(sem_m > 0, on_model.affine, src.affine, src.shape)
+        vertebrae = np.zeros(src.shape, np.int16)
         structures = np.zeros(src.shape, np.int16)
-        for name, code in (
-            ("sac", L.SAC),
-            ("cord", L.CORD),
-            ("epidural", L.EPIDURAL),
-            ("lytic", L.LYTIC),
-            ("blastic", L.BLASTIC),
-            ("disc", L.DISC),
-        ):
-            structures[sem_s == SEM[name]] = code
         parts = np.zeros(src.shape, np.int16)
-        parts[sem_s == SEM["body"]] = L.BODY
-        parts[sem_s == SEM["posterior"]] = L.POSTERIOR
-        lesion = (sem_s == SEM["lytic"]) | (sem_s == SEM["blastic"])
-        parts[lesion] = np.where(side_s[lesion] == L.BODY, L.BODY, L.POSTERIOR)
-        ped = sem_s == SEM["pedicle"]
-        parts[ped] = np.where(
-            np.isin(side_s[ped], (L.PEDICLE_L, L.PEDICLE_R)), side_s[ped], L.POSTERIOR
-        )
-        parts[vertebrae == 0] = 0
+        if box is not None:
+            sub_shape = tuple(b.stop - b.start for b in box)
+            sem_s = (
+                sample_tensor_on_grid(
+                    logits[:nc],
+                    on_model.affine,
+                    sub_affine,
+                    sub_shape,
+                    reduce=lambda c: c.argmax(0).to(torch.uint8),
+                )
+                .cpu()
+                .numpy()
+            )
+            near = (
+                sample_tensor_on_grid(
+                    torch.from_numpy(np.stack([vert_d, parts_d]).astype(np.float32)).to(
+                        self.device
+                    ),
+                    on_model.affine,
+                    sub_affine,
+                    sub_shape,
+                    mode="nearest",
+                    reduce=lambda c: c.to(torch.int16),
+                )
+                .cpu()
+                .numpy()
+            )
+            v, st, p = _source_maps(sem_s, near[0], near[1])
+            vertebrae[box], structures[box], parts[box] = v, st, p
         times["postprocess_s"] = time.perf_counter() - t
         # Back to the caller's array order if the input was not canonical.
         maps = [
@@ -198,6 +184,55 @@ class BuiltinSegmenter:
             "warnings": [why] if uncertain else [],
         }
         return SpineSegmentation(maps[0], maps[1], maps[2], conf, uncertain, meta)
+
+
+def _source_box(
+    mask: np.ndarray, model_affine: np.ndarray, src_affine: np.ndarray, src_shape: tuple[int, ...]
+) -> tuple[tuple[slice, ...] | None, np.ndarray]:
+    """Source-grid index box covering ``mask`` (model grid) plus a 2-voxel margin."""
+    if not mask.any():
+        return None, src_affine
+    idx = np.argwhere(mask)
+    lo, hi = idx.min(0) - 2, idx.max(0) + 2
+    corners = np.array(
+        [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], float
+    )
+    lps = corners @ model_affine[:3, :3].T + model_affine[:3, 3]
+    s_idx = (lps - src_affine[:3, 3]) @ np.linalg.inv(src_affine[:3, :3]).T
+    s_lo = np.clip(np.floor(s_idx.min(0)).astype(int), 0, np.array(src_shape) - 1)
+    s_hi = np.clip(np.ceil(s_idx.max(0)).astype(int) + 1, 1, np.array(src_shape))
+    box = tuple(slice(int(a), int(b)) for a, b in zip(s_lo, s_hi, strict=True))
+    sub = src_affine.copy()
+    sub[:3, 3] = src_affine[:3, :3] @ s_lo + src_affine[:3, 3]
+    return box, sub
+
+
+def _source_maps(
+    sem_s: np.ndarray, vert_s: np.ndarray, side_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Our three label maps from the full-resolution semantic argmax and sampled numbers."""
+    bone = np.isin(
+        sem_s, [SEM["body"], SEM["pedicle"], SEM["posterior"], SEM["lytic"], SEM["blastic"]]
+    )
+    vertebrae = np.where(bone, vert_s, 0).astype(np.int16)
+    vertebrae[sem_s == SEM["sacrum"]] = 26
+    structures = np.zeros(sem_s.shape, np.int16)
+    for name, code in (
+        ("sac", L.SAC), ("cord", L.CORD), ("epidural", L.EPIDURAL), ("lytic", L.LYTIC),
+        ("blastic", L.BLASTIC), ("disc", L.DISC),
+    ):  # fmt: skip
+        structures[sem_s == SEM[name]] = code
+    parts = np.zeros(sem_s.shape, np.int16)
+    parts[sem_s == SEM["body"]] = L.BODY
+    parts[sem_s == SEM["posterior"]] = L.POSTERIOR
+    lesion = (sem_s == SEM["lytic"]) | (sem_s == SEM["blastic"])
+    parts[lesion] = np.where(side_s[lesion] == L.BODY, L.BODY, L.POSTERIOR)
+    ped = sem_s == SEM["pedicle"]
+    parts[ped] = np.where(
+        np.isin(side_s[ped], (L.PEDICLE_L, L.PEDICLE_R)), side_s[ped], L.POSTERIOR
+    )
+    parts[vertebrae == 0] = 0
+    return vertebrae, structures, parts
 
 
 def _to_grid_of(labels: Volume, volume: Volume) -> Volume:
