@@ -78,6 +78,7 @@ def open_study(
     modality: Modality | None = None,
     rules: dict[str, Any] | str | None = None,
     discovery: Discovery | None = None,
+    study_uid: str | None = None,
 ) -> LoadedStudy:
     """Open one study: discover, select series by role, load each picked series.
 
@@ -92,11 +93,14 @@ def open_study(
         Selection rules (default ``configs/series_selection.yaml``).
     discovery : Discovery, optional
         A previous :func:`~pipeline.io.discovery.discover_all` result to reuse.
+    study_uid : str, optional
+        Take this study (its StudyInstanceUID or fallback key) instead of choosing.
 
     Raises
     ------
     InputError
         ``INPUT_NOT_FOUND``; ``NO_DICOM_FILES`` (nothing readable as DICOM);
+        ``STUDY_NOT_FOUND`` (``study_uid`` given but absent);
         ``NO_USABLE_SERIES`` (no series passed the rules and checks, or none decoded).
     """
     p = Path(path)
@@ -113,10 +117,19 @@ def open_study(
             f"no DICOM images among {disc.n_files} file(s) under {p.name or p}"
             + (f" (skipped: {', '.join(codes)})" if codes else ""),
         )
-    study, sel = choose_study(disc.studies, doc)
+    if study_uid is not None:
+        wanted = [st for st in disc.studies if st.study_uid == study_uid]
+        if not wanted:
+            raise InputError(
+                "STUDY_NOT_FOUND",
+                f"study {study_uid} not among the {len(disc.studies)} found under {p.name or p}",
+            )
+        study, sel = choose_study(wanted, doc)
+    else:
+        study, sel = choose_study(disc.studies, doc)
     warnings: list[Finding] = []
     messages: list[str] = []
-    if len(disc.studies) > 1:
+    if len(disc.studies) > 1 and study_uid is None:
         warnings.append(
             Finding(
                 "MULTIPLE_STUDIES",

@@ -209,6 +209,11 @@ def test_several_studies_take_the_one_filling_most_roles(tmp_path):
     assert ls.study_uid == "2.2"
     assert sorted(ls.volumes) == ["mr_sagittal_t1", "mr_sagittal_t2"]
     assert [w.code for w in ls.warnings] == ["MULTIPLE_STUDIES"]
+    ct = open_study(tmp_path, study_uid="1.1")
+    assert list(ct.volumes) == ["ct_axial"] and not ct.warnings
+    with pytest.raises(InputError) as ei:
+        open_study(tmp_path, study_uid="3.3")
+    assert ei.value.code == "STUDY_NOT_FOUND"
 
 
 def test_dicomdir_is_skipped_and_the_tree_walked(tmp_path):
