@@ -115,7 +115,8 @@ def open_study(
         raise InputError(
             "NO_DICOM_FILES",
             f"no DICOM images among {disc.n_files} file(s) under {p.name or p}"
-            + (f" (skipped: {', '.join(codes)})" if codes else ""),
+            + (f" (skipped: {', '.join(codes)})" if codes else "")
+            + ("; pass a NIfTI file itself, with --modality" if "NIFTI_FILE" in codes else ""),
         )
     if study_uid is not None:
         wanted = [st for st in disc.studies if st.study_uid == study_uid]
