@@ -100,10 +100,17 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
         if r is None:
             continue
         u, w, t, tap, tlat, ky, sc = r
-        nb = [x for j in (i - 1, i + 1) if 0 <= j < len(raw) and (x := raw[j]) is not None]
+        # normal curvature: of up to two segments on each side, the one most like this
+        # segment, so that one deformed segment neither hides itself nor makes its
+        # neighbours look deformed the other way
+        nb = [
+            x
+            for j in (i - 2, i - 1, i + 1, i + 2)
+            if 0 <= j < len(raw) and (x := raw[j]) is not None
+        ]
         if nb:
-            ky_ref = float(np.mean([n[5] for n in nb]))
-            sc_ref = float(np.mean([n[6] for n in nb]))
+            ky_ref = float(min((n[5] for n in nb), key=lambda a: abs(a - ky)))
+            sc_ref = float(min((n[6] for n in nb), key=lambda a: abs(a - sc)))
         else:
             ky_ref = sc_ref = 0.0
         out.append(

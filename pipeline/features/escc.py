@@ -39,6 +39,7 @@ class _Plane:
     level: str
     offset_mm: float
     labels: npt.NDArray[np.integer]
+    comp: npt.NDArray[np.integer]
     origin: FArr
     u: FArr
     v: FArr
@@ -120,6 +121,7 @@ def _planes(
     structures: npt.NDArray[np.integer],
     affine: FArr,
     cfg: dict[str, Any],
+    comps: tuple[npt.NDArray[np.integer], npt.NDArray[np.intp]] | None = None,
 ) -> list[_Plane]:
     r = float(cfg["reslice_mm"])
     n = int(round(2 * cfg["half_width_mm"] / r)) + 1
@@ -150,7 +152,18 @@ def _planes(
                 mode="constant",
                 cval=0,
             )
-            planes.append(_Plane(g.level, float(off), lab, origin, g.l, g.a))
+            if comps is not None and (lab == L.EPIDURAL).any():
+                sub, lo = comps
+                cid = ndimage.map_coordinates(
+                    sub,
+                    [ijk[..., 0] - lo[0], ijk[..., 1] - lo[1], ijk[..., 2] - lo[2]],
+                    order=0,
+                    mode="constant",
+                    cval=0,
+                )
+            else:
+                cid = np.zeros_like(lab)
+            planes.append(_Plane(g.level, float(off), lab, cid, origin, g.l, g.a))
     return planes
 
 
@@ -308,36 +321,58 @@ def grade_escc(
     present = set(np.unique(st).tolist())
     if L.SAC not in present and L.CORD not in present:
         return EsccResult({}, None, None, "not_assessable", "no thecal sac or cord segmented")
-    planes = _planes(geos, st, affine, cfg)
+    tum = st == L.EPIDURAL
+    comps = None
+    if tum.any():
+        idx = np.argwhere(tum)
+        lo, hi = idx.min(0), idx.max(0) + 1
+        sub, _n = ndimage.label(
+            tum[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], structure=np.ones((3, 3, 3))
+        )
+        comps = (sub.astype(np.int32), lo)
+    planes = _planes(geos, st, affine, cfg, comps)
     order = [g.level for g in geos]
     min_px = cfg["min_tumour_area_mm2"] / cfg["reslice_mm"] ** 2
     tumour_levels = {p.level for p in planes if (p.labels == L.EPIDURAL).sum() >= min_px}
     refs: dict[str, tuple[dict[str, float], bool]] = {}
     slices: list[SliceMeasurement] = []
     per_level: dict[str, str] = {lv: "0" for lv in order}
-    worst: tuple[int, float] | None = None
-    worst_slice: SliceMeasurement | None = None
-    worst_plane: _Plane | None = None
+    measured: list[tuple[_Plane, SliceMeasurement]] = []
     for p in planes:
-        if p.level not in tumour_levels:
+        if p.level not in tumour_levels or (p.labels == L.EPIDURAL).sum() < min_px:
             continue
         if p.level not in refs:
             refs[p.level] = _reference(planes, order, tumour_levels, p.level, cfg)
         m = _measure(p, refs[p.level][0], cfg)
         slices.append(m)
-        gi = grade_index(m.grade)
-        if gi > grade_index(per_level[p.level]):
-            per_level[p.level] = m.grade
-        key = (gi, m.tumour_area_mm2)
+        measured.append((p, m))
+    # One connected epidural mass is one finding: it is graded at the level holding its
+    # largest cross-section (a mass centred at T10 that tapers into the T9 slab is a T10
+    # finding), with the worst grade seen on any slice through it.
+    runs: dict[int, list[tuple[_Plane, SliceMeasurement, int]]] = {}
+    for p, m in measured:
+        ids, cnt = np.unique(p.comp[p.comp > 0], return_counts=True)
+        for c, n in zip(ids.tolist(), cnt.tolist(), strict=True):
+            if n >= min_px:
+                runs.setdefault(int(c), []).append((p, m, int(n)))
+    worst: tuple[int, float] | None = None
+    worst_slice: SliceMeasurement | None = None
+    worst_plane: _Plane | None = None
+    worst_home: str | None = None
+    for c in sorted(runs):
+        run = runs[c]
+        home = max(run, key=lambda pm: pm[2])[1].level
+        top_p, top_m, _ = max(run, key=lambda pm: (grade_index(pm[1].grade), pm[1].tumour_area_mm2))
+        if grade_index(top_m.grade) > grade_index(per_level[home]):
+            per_level[home] = top_m.grade
+        key = (grade_index(top_m.grade), top_m.tumour_area_mm2)
         if worst is None or key > worst:
-            worst, worst_slice, worst_plane = key, m, p
+            worst, worst_slice, worst_plane, worst_home = key, top_m, top_p, home
     reasons = [why]
     if any(not meas for _, meas in refs.values()):
         provenance = "estimated"
         reasons.append("no tumour-free reference level nearby: prior cord/sac shape used")
-    worst_level = (
-        worst_slice.level if worst_slice is not None and worst_slice.grade != "0" else None
-    )
+    worst_level = worst_home if worst_slice is not None and worst_slice.grade != "0" else None
     worst_grade = max(per_level.values(), key=grade_index) if per_level else None
     if worst_level is None and per_level:
         # no epidural tumour: the worst slice is the level with the smallest sac

@@ -59,41 +59,54 @@ def contiguous_segments(labels_involved: list[int]) -> list[list[str]]:
 def _alignment_for(
     level: str, pairs: list[PairAlignment], cfg: dict[str, Any]
 ) -> tuple[Finding, dict[str, float | None]]:
-    mine = [p for p in pairs if level in (p.upper, p.lower)]
-    if not mine:
-        return Finding.na("no adjacent vertebra in the field of view"), {
+    """SINS alignment of a vertebra from the segment below it.
+
+    Convention (as in "T10 on T11" listhesis): a translation or focal angle at a disc is
+    attributed to the vertebra above it. The lowest vertebra in view has no segment below.
+    """
+    below = [p for p in pairs if p.upper == level]
+    if not below:
+        above = [p for p in pairs if p.lower == level]
+        meas_na: dict[str, float | None] = {
             "translation_mm": None,
             "kyphosis_deg": None,
             "scoliosis_deg": None,
         }
-    t = max(mine, key=lambda p: p.translation_mm)
-    k = max(mine, key=lambda p: abs(p.focal_kyphosis_deg))
-    s = max(mine, key=lambda p: abs(p.focal_scoliosis_deg))
+        if above and all(
+            p.translation_mm < cfg["translation_mm"]
+            and abs(p.focal_kyphosis_deg) < cfg["kyphosis_deg"]
+            and abs(p.focal_scoliosis_deg) < cfg["scoliosis_deg"]
+            for p in above
+        ):
+            return Finding(
+                "normal", "estimated", "no vertebra below in view; aligned with the one above"
+            ), meas_na
+        return Finding.na("no vertebra below in the field of view"), meas_na
+    p = below[0]
     meas: dict[str, float | None] = {
-        "translation_mm": round(t.translation_mm, 2),
-        "kyphosis_deg": round(k.focal_kyphosis_deg, 2),
-        "scoliosis_deg": round(s.focal_scoliosis_deg, 2),
+        "translation_mm": round(p.translation_mm, 2),
+        "kyphosis_deg": round(p.focal_kyphosis_deg, 2),
+        "scoliosis_deg": round(p.focal_scoliosis_deg, 2),
     }
-    prov: Provenance = "measured" if all(p.focal_from_neighbours for p in mine) else "estimated"
-    if t.translation_mm >= cfg["translation_mm"]:
+    prov: Provenance = "measured" if p.focal_from_neighbours else "estimated"
+    seg = f"{p.upper}/{p.lower}"
+    if p.translation_mm >= cfg["translation_mm"]:
         return Finding(
-            "subluxation_translation",
-            prov,
-            f"{t.translation_mm:.1f} mm translation {t.upper}/{t.lower}",
+            "subluxation_translation", prov, f"{p.translation_mm:.1f} mm translation {seg}"
         ), meas
     if (
-        abs(k.focal_kyphosis_deg) >= cfg["kyphosis_deg"]
-        or abs(s.focal_scoliosis_deg) >= cfg["scoliosis_deg"]
+        abs(p.focal_kyphosis_deg) >= cfg["kyphosis_deg"]
+        or abs(p.focal_scoliosis_deg) >= cfg["scoliosis_deg"]
     ):
         return Finding(
             "de_novo_deformity",
             prov,
-            f"focal kyphosis {k.focal_kyphosis_deg:.1f} deg, scoliosis {s.focal_scoliosis_deg:.1f} deg "
+            f"focal kyphosis {p.focal_kyphosis_deg:.1f} deg, scoliosis {p.focal_scoliosis_deg:.1f} deg at {seg} "
             "(prior imaging unavailable: 'de novo' not verified)",
         ), meas
-    why = f"translation {t.translation_mm:.1f} mm, focal angles {k.focal_kyphosis_deg:.1f}/{s.focal_scoliosis_deg:.1f} deg"
+    why = f"{seg}: translation {p.translation_mm:.1f} mm, focal angles {p.focal_kyphosis_deg:.1f}/{p.focal_scoliosis_deg:.1f} deg"
     if prov == "estimated":
-        why += " (one neighbour only: normal curvature not subtracted)"
+        why += " (no neighbouring segment: normal curvature not subtracted)"
     return Finding("normal", prov, why), meas
 
 
@@ -116,7 +129,8 @@ def _collapse(
             cands = [
                 geos[i + side * k] for k in range(1, maxd + 1) if 0 <= i + side * k < len(geos)
             ]
-            cands = [c for c in cands if heights.get(c.label) is not None]
+            # C1 has no body and C2 carries the dens: neither is a height reference
+            cands = [c for c in cands if heights.get(c.label) is not None and c.label > 2]
             intact = [c for c in cands if not involved.get(c.label)]
             pick = intact[0] if intact else (cands[0] if cands else None)
             if pick is not None:
@@ -130,8 +144,14 @@ def _collapse(
             continue
         losses = {}
         for band in ("anterior", "middle", "posterior"):
-            exp = float(np.mean([heights[r.label][band] for _, r in refs]))  # type: ignore[index]
+            ref_h = [heights[r.label].get(band) for _, r in refs]  # type: ignore[union-attr]
+            if band not in h or any(x is None for x in ref_h):
+                continue  # e.g. C2's middle (dens)
+            exp = float(np.mean([float(x) for x in ref_h if x is not None]))
             losses[band] = 100.0 * (1.0 - h[band] / exp) if exp > 0 else 0.0
+        if not losses:
+            out[g.label] = (None, "no comparable body height in the neighbours", "not_assessable")
+            continue
         band = max(losses, key=lambda b: losses[b])
         pct = max(0.0, losses[band])
         names = ", ".join(r.level for _, r in refs)

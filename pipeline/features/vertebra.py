@@ -81,28 +81,36 @@ def body_heights(
     depth = a_hi - a_lo
     if depth <= 0:
         return None
-    bands = {
-        "anterior": ap >= a_hi - band_fraction * depth,
-        "middle": np.abs(ap - (a_lo + a_hi) / 2) <= band_fraction * depth / 2,
-        "posterior": ap <= a_lo + band_fraction * depth,
-    }
     vox = voxel_extent_along(affine, geo.s)
-    # height of each 1 mm column of the band, then the band's median column: the band's
-    # extent as a whole would be set by its least collapsed column
-    col = np.floor((ap - a_lo) / 1.0).astype(np.int64)
+    # heights of 1 mm columns across the depth (central half of the width), each from all
+    # the column's voxels; a band's height is the median of its full columns (partial
+    # columns at the rounded walls and band edges would understate it)
+    col = np.floor((ap[central] - a_lo) / 1.0).astype(np.int64)
+    sc = si[central]
+    ids, counts = np.unique(col, return_counts=True)
+    keep = counts >= 0.5 * np.median(counts)
+    centres, heights = [], []
+    for c in ids[keep]:
+        cs = sc[col == c]
+        centres.append(a_lo + c + 0.5)
+        heights.append(float(cs.max() - cs.min() + vox))
+    if len(heights) < 3:
+        return None
+    cen, hts = np.asarray(centres), np.asarray(heights)
+    w = max(band_fraction * depth, 2.0)
+    mid = (a_lo + a_hi) / 2
+    bands = {
+        "anterior": cen >= a_hi - w,
+        "middle": np.abs(cen - mid) <= w / 2 + 0.5,
+        "posterior": cen <= a_lo + w,
+    }
     out: dict[str, float] = {}
     for name, sel in bands.items():
-        sel = sel & central
-        if sel.sum() < 3:
+        if not sel.any():
             return None
-        hs = []
-        for c in np.unique(col[sel]):
-            cs = si[sel & (col == c)]
-            if len(cs) >= 2:
-                hs.append(cs.max() - cs.min() + vox)
-        if not hs:
-            return None
-        out[name] = float(np.median(hs))
+        out[name] = float(np.median(hts[sel]))
+    if geo.label == 2:  # C2: the dens rises from the middle of the body
+        del out["middle"]
     out["depth"] = float(depth)
     return out
 

@@ -1,0 +1,249 @@
+"""Compare ``report.json`` with ``truth.json`` field by field, over a cohort.
+
+Metrics (acceptance of the imaging features):
+
+* Bilsky at the worst level: exact agreement, linearly weighted kappa over the ordered
+  grades 0 < 1a < 1b < 1c < 2 < 3, low (0-1c) vs high (2-3) agreement;
+* SINS imaging components (lesion, alignment, collapse, posterolateral) over the
+  vertebrae the truth calls involved (a missing or not-assessable prediction counts as
+  wrong; coverage is reported apart);
+* collapse percentage within 10 points, translation within 2 mm (where the truth has
+  a value);
+* levels: share of true vertebrae whose level the report names, and invented levels.
+
+Confidence intervals: percentile bootstrap over studies (the unit of sampling), fixed
+seed, so the numbers are reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GRADES = ["0", "1a", "1b", "1c", "2", "3"]
+HIGH = {"2", "3"}
+COMPONENTS = ("lesion", "alignment", "collapse", "posterolateral")
+
+
+def weighted_kappa(
+    a: Sequence[str], b: Sequence[str], categories: Sequence[str] = GRADES
+) -> float | None:
+    """Linearly weighted Cohen's kappa of two ordinal ratings (None if undefined)."""
+    idx = {c: i for i, c in enumerate(categories)}
+    pairs = [(idx[x], idx[y]) for x, y in zip(a, b, strict=True) if x in idx and y in idx]
+    if not pairs:
+        return None
+    k = len(categories)
+    obs = np.zeros((k, k))
+    for i, j in pairs:
+        obs[i, j] += 1
+    obs /= obs.sum()
+    exp = np.outer(obs.sum(1), obs.sum(0))
+    w = np.abs(np.subtract.outer(np.arange(k), np.arange(k))) / (k - 1)
+    den = float((w * exp).sum())
+    if den == 0:
+        return 1.0 if float((w * obs).sum()) == 0 else None
+    return 1.0 - float((w * obs).sum()) / den
+
+
+def _levels(doc: dict[str, Any]) -> list[str]:
+    return [str(x) for x in doc.get("levels", [])]
+
+
+def _norm_level(lv: str) -> str:
+    return "sacrum" if lv in ("S", "S1", "sacrum") else lv
+
+
+@dataclass
+class StudyComparison:
+    """Per-study records from which every metric is computed."""
+
+    name: str
+    grade_true: str | None
+    grade_pred: str | None
+    levels_true: list[str]
+    levels_found: int
+    levels_invented: list[str]
+    components: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+    collapse: list[tuple[float, float | None]] = field(default_factory=list)
+    translation: list[tuple[float, float | None]] = field(default_factory=list)
+    per_level_grades: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+def compare_study(name: str, report: dict[str, Any], truth: dict[str, Any]) -> StudyComparison:
+    """Field-by-field comparison of one study."""
+    lt = [_norm_level(x) for x in _levels(truth)]
+    lp = [_norm_level(x) for x in _levels(report)]
+    found = sum(1 for x in lt if x in lp)
+    invented = [x for x in lp if x not in lt]
+    rv = {_norm_level(v["level"]): v for v in report.get("vertebrae", [])}
+    comps: dict[str, list[tuple[Any, Any]]] = {c: [] for c in COMPONENTS}
+    col: list[tuple[float, float | None]] = []
+    tra: list[tuple[float, float | None]] = []
+    for tv in truth.get("vertebrae", []):
+        lv = _norm_level(tv["level"])
+        pv = rv.get(lv)
+        tm = tv.get("measurements") or {}
+        pm = (pv or {}).get("measurements") or {}
+        if tm.get("translation_mm") is not None:
+            tra.append((float(tm["translation_mm"]), pm.get("translation_mm")))
+        if not tv.get("involved"):
+            continue
+        for c in COMPONENTS:
+            t = (tv.get("sins") or {}).get(c)
+            if t is None:
+                continue
+            p = ((pv or {}).get("sins") or {}).get(c)
+            comps[c].append((t, p))
+        if tm.get("collapse_pct") is not None:
+            col.append((float(tm["collapse_pct"]), pm.get("collapse_pct")))
+    te, pe = truth.get("escc") or {}, report.get("escc") or {}
+    plg = [
+        (g, (pe.get("per_level") or {}).get(lv)) for lv, g in (te.get("per_level") or {}).items()
+    ]
+    return StudyComparison(
+        name=name,
+        grade_true=te.get("worst_grade"),
+        grade_pred=pe.get("worst_grade"),
+        levels_true=lt,
+        levels_found=found,
+        levels_invented=invented,
+        components=comps,
+        collapse=col,
+        translation=tra,
+        per_level_grades=plg,
+    )
+
+
+def _metrics(studies: Sequence[StudyComparison]) -> dict[str, float | None]:
+    m: dict[str, float | None] = {}
+    g = [(s.grade_true, s.grade_pred) for s in studies if s.grade_true is not None]
+    if g:
+        m["bilsky_exact"] = float(np.mean([t == p for t, p in g]))
+        m["bilsky_weighted_kappa"] = weighted_kappa(
+            [t for t, _ in g], [p if p else "missing" for _, p in g]
+        )
+        m["bilsky_low_high"] = float(
+            np.mean([(t in HIGH) == (p in HIGH) and p is not None for t, p in g])
+        )
+    pl = [(t, p) for s in studies for t, p in s.per_level_grades]
+    if pl:
+        m["bilsky_per_level_exact"] = float(np.mean([t == p for t, p in pl]))
+    for c in COMPONENTS:
+        pairs = [x for s in studies for x in s.components.get(c, [])]
+        m[f"sins_{c}_accuracy"] = float(np.mean([t == p for t, p in pairs])) if pairs else None
+        m[f"sins_{c}_coverage"] = (
+            float(np.mean([p is not None for _, p in pairs])) if pairs else None
+        )
+    col = [x for s in studies for x in s.collapse]
+    m["collapse_within_10"] = (
+        float(np.mean([p is not None and abs(p - t) <= 10 for t, p in col])) if col else None
+    )
+    m["collapse_mae"] = (
+        float(np.mean([abs(p - t) for t, p in col if p is not None])) if col else None
+    )
+    tra = [x for s in studies for x in s.translation]
+    m["translation_within_2mm"] = (
+        float(np.mean([p is not None and abs(p - t) <= 2 for t, p in tra])) if tra else None
+    )
+    n_true = sum(len(s.levels_true) for s in studies)
+    m["levels_identified"] = sum(s.levels_found for s in studies) / n_true if n_true else None
+    m["levels_invented_per_study"] = (
+        float(np.mean([len(s.levels_invented) for s in studies])) if studies else None
+    )
+    m["levels_exact_study"] = (
+        float(
+            np.mean(
+                [s.levels_found == len(s.levels_true) and not s.levels_invented for s in studies]
+            )
+        )
+        if studies
+        else None
+    )
+    return m
+
+
+def bootstrap_ci(
+    studies: Sequence[StudyComparison],
+    fn: Callable[[Sequence[StudyComparison]], dict[str, float | None]],
+    n: int = 1000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float] | None]:
+    """95% percentile bootstrap intervals of every metric, resampling studies."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    k = len(studies)
+    for _ in range(n):
+        pick = [studies[i] for i in rng.integers(0, k, k)]
+        for key, v in fn(pick).items():
+            if v is not None:
+                draws.setdefault(key, []).append(v)
+    out: dict[str, tuple[float, float] | None] = {}
+    for key, vals in draws.items():
+        out[key] = (float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5)))
+    return out
+
+
+ACCEPTANCE = {
+    "bilsky_exact": 0.85,
+    "bilsky_weighted_kappa": 0.90,
+    "bilsky_low_high": 0.95,
+    "sins_lesion_accuracy": 0.90,
+    "sins_alignment_accuracy": 0.90,
+    "sins_collapse_accuracy": 0.90,
+    "sins_posterolateral_accuracy": 0.90,
+    "levels_identified": 0.95,
+}
+
+
+def evaluate_pairs(
+    pairs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]], n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Metrics, bootstrap CIs and per-study disagreements for (name, report, truth) triples."""
+    studies = [compare_study(n, r, t) for n, r, t in pairs]
+    metrics = _metrics(studies)
+    ci = bootstrap_ci(studies, _metrics, n=n_boot, seed=seed) if studies and n_boot > 0 else {}
+    disagreements = []
+    for s in studies:
+        d: dict[str, Any] = {}
+        if s.grade_true != s.grade_pred:
+            d["bilsky"] = [s.grade_true, s.grade_pred]
+        for c, prs in s.components.items():
+            bad = [list(x) for x in prs if x[0] != x[1]]
+            if bad:
+                d[c] = bad
+        if s.levels_found != len(s.levels_true) or s.levels_invented:
+            d["levels"] = {
+                "missed": len(s.levels_true) - s.levels_found,
+                "invented": s.levels_invented,
+            }
+        if d:
+            disagreements.append({"study": s.name, **d})
+    return {
+        "n_studies": len(studies),
+        "metrics": metrics,
+        "ci95": {k: list(v) if v else None for k, v in ci.items()},
+        "acceptance": {
+            k: {"threshold": thr, "value": metrics.get(k), "met": (metrics.get(k) or 0.0) >= thr}
+            for k, thr in ACCEPTANCE.items()
+        },
+        "disagreements": disagreements,
+    }
+
+
+def find_pairs(reports: Path, truths: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Match ``reports/<name>/report.json`` with ``truths/<name>/truth.json`` (or ``truths/<name>.json``)."""
+    out = []
+    for rp in sorted(Path(reports).glob("*/report.json")):
+        name = rp.parent.name
+        cands = [Path(truths) / name / "truth.json", Path(truths) / f"{name}.json"]
+        tp = next((c for c in cands if c.exists()), None)
+        if tp is None:
+            continue
+        out.append((name, json.loads(rp.read_text()), json.loads(tp.read_text())))
+    return out
