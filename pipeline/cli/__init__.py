@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "pipeline.cli.train_cmd",
     "pipeline.cli.score_cmd",
     "pipeline.cli.run_cmd",
+    "pipeline.cli.evaluate_cmd",
 )
 
 
