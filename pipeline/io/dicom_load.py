@@ -11,6 +11,7 @@ JPEG 2000, pyjpegls for JPEG-LS, GDCM for JPEG Lossless, native RLE).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,6 +122,7 @@ def load_series(series: Series) -> Volume:
             "UNSUPPORTED_MODALITY",
             f"series {series.key} is {series.modality}; only CT and MR volumes are loaded",
         )
+    t0 = time.perf_counter()
     frames = series.frames
     spacing = series.slice_spacing
     if spacing is None:
@@ -190,4 +192,7 @@ def load_series(series: Series) -> Volume:
         "warnings": [f.as_dict() for f in series.findings if f.severity == "warning"],
     }
     vol = Volume(data, aff, modality, meta)  # type: ignore[arg-type]
+    log.debug(
+        "decoded series %s: %d frames in %.2f s", series.key, len(frames), time.perf_counter() - t0
+    )
     return vol.to_canonical()

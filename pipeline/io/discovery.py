@@ -23,14 +23,14 @@ Grouping
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import time
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.io.classify import classify
@@ -53,6 +53,8 @@ from pipeline.io.headers import (
 from pipeline.io.model import Finding, Frame, Series, SkippedFile, Study
 from pipeline.io.nifti import is_nifti
 from pipeline.io.selection import load_rules
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -206,6 +208,7 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
     cfg = {**DEFAULTS, **(doc.get("geometry") or {})}
     cfg["kernel_classes"] = doc.get("kernel_classes") or {}
     result = Discovery()
+    t0 = time.perf_counter()
     files = iter_files(p)
     result.n_files = len(files)
 
@@ -247,6 +250,14 @@ def discover_all(path: str | Path, rules: dict[str, Any] | str | None = None) ->
             key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.key)
         )
     result.studies = sorted(studies.values(), key=lambda s: s.study_uid)
+    log.debug(
+        "discovery: %d files, %d studies, %d series, %d skipped in %.2f s",
+        result.n_files,
+        len(result.studies),
+        sum(len(st.series) for st in result.studies),
+        len(result.skipped),
+        time.perf_counter() - t0,
+    )
     return result
 
 
@@ -370,8 +381,3 @@ def discover(path: str | Path, rules: dict[str, Any] | str | None = None) -> lis
         Files that were skipped are available from :func:`discover_all`.
     """
     return discover_all(path, rules).studies
-
-
-def stack_positions(series: Series) -> np.ndarray:
-    """Image positions (LPS mm) of a series' frames in their sorted order."""
-    return np.array([f.position for f in series.frames], dtype=np.float64)

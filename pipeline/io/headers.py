@@ -6,7 +6,6 @@ ID, birth date and study dates are never copied out of the dataset.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,6 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from pipeline.io.model import Frame
-
-log = logging.getLogger(__name__)
 
 # SOP classes that are never image volumes (prefix match on the UID).
 NON_IMAGE_SOP_PREFIXES: dict[str, str] = {
