@@ -135,3 +135,34 @@ def test_non_dicom_files_are_skipped(tmp_path):
     d = discover_all(tmp_path)
     assert not d.studies
     assert sorted(s.code for s in d.skipped) == ["NOT_DICOM"] * 4
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_RLE.dcm", "emri_small.dcm"])
+def test_corrupted_files_give_named_errors_never_tracebacks(tmp_path, name):
+    from pipeline.errors import SpinemetError
+    from pipeline.io import open_study
+
+    src = bytearray(open(_file(name), "rb").read())
+    rng = np.random.default_rng(7)
+    rules = _one_slice_rules()
+    outcomes = set()
+    for i in range(15):
+        b = bytearray(src)
+        if i % 3 == 0:  # scattered byte flips
+            for _ in range(int(rng.integers(1, 10))):
+                b[int(rng.integers(128, len(b)))] = int(rng.integers(0, 256))
+        elif i % 3 == 1:  # truncated anywhere
+            b = b[: int(rng.integers(132, len(b)))]
+        else:  # an overwritten header run
+            p = int(rng.integers(132, min(len(b), 2000)))
+            b[p : p + 8] = bytes(rng.integers(0, 256, 8).astype(np.uint8))
+        f = tmp_path / f"x{i}"
+        f.write_bytes(bytes(b))
+        try:
+            open_study(f, rules=rules)
+            outcomes.add("OK")
+        except SpinemetError as exc:
+            outcomes.add(exc.code)
+        f.unlink()
+    assert outcomes <= {"OK", "NO_USABLE_SERIES", "NO_DICOM_FILES"}
