@@ -56,6 +56,11 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--no-load", action="store_true", help="headers only: do not decode the selected series"
     )
+    p.add_argument(
+        "--study",
+        metavar="UID",
+        help="select and load this study (default: the one filling the most roles)",
+    )
     p.set_defaults(func=run)
 
 
@@ -179,12 +184,19 @@ def run(args: argparse.Namespace) -> int:
     sel_study: str | None = None
     error: InputError | None = None
     if disc.studies:
-        study, sel = choose_study(disc.studies, rules)
+        wanted = [st for st in disc.studies if st.study_uid == args.study] if args.study else []
+        study, sel = choose_study(wanted or disc.studies, rules)
         sel_study = study.study_uid
         loaded = LoadedStudy(volumes={}, study_uid=sel_study, selection=sel)
         if not args.no_load:
             try:
-                loaded = open_study(args.path, modality=args.modality, rules=rules, discovery=disc)
+                loaded = open_study(
+                    args.path,
+                    modality=args.modality,
+                    rules=rules,
+                    discovery=disc,
+                    study_uid=args.study,
+                )
             except InputError as exc:  # print the listing first, then the one-line error
                 error = exc
     vols = {role: volume_summary(v) for role, v in (loaded.volumes.items() if loaded else [])}

@@ -67,3 +67,13 @@ def test_inspect_missing_path_is_one_line_error(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("spinemet: error [INPUT_NOT_FOUND]") and "\n" not in err
+
+
+def test_inspect_study_option(tmp_path, capsys):
+    _study(tmp_path)
+    write_series(tmp_path / "other", np.full((5, 6, 7), 24, np.int16), study_uid="2.2")
+    assert main(["inspect", str(tmp_path), "--study", "2.2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["selected_study"] == "2.2" and doc["warnings"] == []
+    assert main(["inspect", str(tmp_path), "--study", "9.9"]) == 2
+    assert "[STUDY_NOT_FOUND]" in capsys.readouterr().err
