@@ -186,6 +186,7 @@ def run_study(
     device: str = "auto",
     segmenter: str = "builtin",
     labels: str | Path | None = None,
+    class_map: str | None = None,
     features_config: str | Path | None = None,
     progress: Progress | None = _stderr,
     write_images: bool = True,
@@ -209,6 +210,7 @@ def run_study(
         "modality": modality,
         "segmenter": segmenter,
         "labels": str(labels) if labels else None,
+        "class_map": class_map,
         "clinical": Path(clinical).name if clinical else None,
         "device": device,
         "features_config": str(features_config) if features_config else None,
@@ -247,7 +249,9 @@ def run_study(
                 return nat
         from pipeline.segment import get_segmenter
 
-        kw: dict[str, Any] = {"path": labels} if segmenter == "labels" else {}
+        kw: dict[str, Any] = (
+            {"path": labels, "class_map": class_map} if segmenter == "labels" else {}
+        )
         return get_segmenter(segmenter, device=device, **kw).segment(vol)
 
     seg = stage("segment", 2, do_segment)

@@ -32,6 +32,10 @@ def register(sub: Any) -> None:
     p.add_argument("--segmenter", choices=["builtin", "labels"], default="builtin")
     p.add_argument("--labels", metavar="PATH", help="label source for --segmenter labels")
     p.add_argument(
+        "--class-map",
+        help="class map of a multilabel NIfTI for --segmenter labels (verse, total, total_mr, spineps)",
+    )
+    p.add_argument(
         "--features-config",
         metavar="YAML",
         help="feature tolerances (default configs/features.yaml)",
@@ -51,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         segmenter=args.segmenter,
         labels=args.labels,
+        class_map=args.class_map,
         features_config=args.features_config,
         progress=None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
     )

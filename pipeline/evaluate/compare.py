@@ -148,8 +148,13 @@ def _metrics(studies: Sequence[StudyComparison]) -> dict[str, float | None]:
         float(np.mean([abs(p - t) for t, p in col if p is not None])) if col else None
     )
     tra = [x for s in studies for x in s.translation]
-    m["translation_within_2mm"] = (
-        float(np.mean([p is not None and abs(p - t) <= 2 for t, p in tra])) if tra else None
+    # the lowest vertebra in view has no segment below: no translation to compare
+    trm = [(t, p) for t, p in tra if p is not None]
+    m["translation_within_2mm"] = float(np.mean([abs(p - t) <= 2 for t, p in trm])) if trm else None
+    m["translation_coverage"] = len(trm) / len(tra) if tra else None
+    trs = [(t, p) for t, p in tra if t >= 3.0]
+    m["translation_within_2mm_translated"] = (
+        float(np.mean([p is not None and abs(p - t) <= 2 for t, p in trs])) if trs else None
     )
     n_true = sum(len(s.levels_true) for s in studies)
     m["levels_identified"] = sum(s.levels_found for s in studies) / n_true if n_true else None

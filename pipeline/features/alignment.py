@@ -3,8 +3,9 @@
 Each vertebra has its own frame (``geometry``). For a pair (upper ``u``, lower ``w``):
 
 * translation: the offset between the centres of the posterior body walls, perpendicular
-  to the pair's mean superior axis (a smooth curve bends symmetrically about the disc,
-  so it leaves this offset near zero, while a slip shows in full);
+  to the pair's mean superior axis, minus the most similar offset of the neighbouring
+  segments (normal curvature and level-to-level size changes offset normal walls by
+  1-2 mm; a slip shows in full);
 * kyphosis / scoliosis: the angle of ``u``'s superior axis against ``w``'s, in ``w``'s
   sagittal (s, a) and coronal (s, l) planes; the *focal* angle subtracts the mean angle of
   the neighbouring segments (the spine's normal curvature).
@@ -30,6 +31,7 @@ class PairAlignment:
     translation_mm: float
     translation_ap_mm: float
     translation_lateral_mm: float
+    translation_raw_mm: float
     kyphosis_deg: float
     scoliosis_deg: float
     focal_kyphosis_deg: float
@@ -40,6 +42,8 @@ class PairAlignment:
 def posterior_wall_centre(g: VertebraGeometry, band_fraction: float = 0.2) -> FArr:
     """LPS centre of the posterior wall of the body (the band nearest the canal)."""
     pts = g.points[g.body_mask]
+    if len(pts) < 10:  # C1 has no body
+        return g.centroid
     ap = g.local(pts)[:, 1]
     a_lo, a_hi = np.percentile(ap, 1), np.percentile(ap, 99)
     sel = ap <= a_lo + band_fraction * (a_hi - a_lo)
@@ -73,7 +77,8 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
         tuple[VertebraGeometry, VertebraGeometry, float, float, float, float, float] | None
     ] = []
     for u, w in zip(geos[:-1], geos[1:], strict=True):
-        if not adjacent(u, w):
+        # C1 has no body; the sacrum's posterior wall does not continue the lumbar one
+        if not adjacent(u, w) or u.body_mask.sum() < 10 or w.body_mask.sum() < 10 or w.label == 26:
             raw.append(None)
             continue
         axis = u.s + w.s
@@ -111,15 +116,25 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
         if nb:
             ky_ref = float(min((n[5] for n in nb), key=lambda a: abs(a - ky)))
             sc_ref = float(min((n[6] for n in nb), key=lambda a: abs(a - sc)))
+            # the same for the wall offset (lordosis and level-to-level size changes
+            # offset normal posterior walls by 1-2 mm): subtract the most similar
+            # neighbouring offset, as a vector (AP, lateral)
+            ref_v = min(
+                (np.array([n[3], n[4]]) for n in nb),
+                key=lambda v: float(np.linalg.norm(v - np.array([tap, tlat]))),
+            )
+            tap_f, tlat_f = tap - float(ref_v[0]), tlat - float(ref_v[1])
         else:
             ky_ref = sc_ref = 0.0
+            tap_f, tlat_f = tap, tlat
         out.append(
             PairAlignment(
                 upper=u.level,
                 lower=w.level,
-                translation_mm=round(t, 3),
-                translation_ap_mm=round(tap, 3),
-                translation_lateral_mm=round(tlat, 3),
+                translation_mm=round(float(np.hypot(tap_f, tlat_f)), 3),
+                translation_ap_mm=round(tap_f, 3),
+                translation_lateral_mm=round(tlat_f, 3),
+                translation_raw_mm=round(t, 3),
                 kyphosis_deg=round(ky, 3),
                 scoliosis_deg=round(sc, 3),
                 focal_kyphosis_deg=round(ky - ky_ref, 3),

@@ -179,6 +179,8 @@ def reference_bone_hu(
         if involved.get(g.label):
             continue
         body = g.body_mask
+        if body.sum() < cfg["min_reference_voxels"]:
+            continue
         loc = g.local(g.points[body])
         r = np.percentile(np.abs(loc), 90, axis=0)
         central = np.all(np.abs(loc) <= 0.5 * np.maximum(r, 1e-6), axis=1)
