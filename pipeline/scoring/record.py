@@ -26,7 +26,7 @@ from pipeline.scoring import histology as hist
 from pipeline.scoring import performance as ps
 from pipeline.scoring.base import ScoringError
 from pipeline.scoring.bilsky import GRADES, EsccFeatures
-from pipeline.scoring.sins import SACRUM, SinsInput, normalise_level
+from pipeline.scoring.sins import SACRUM, SinsInput, expand_levels
 from pipeline.scoring.tables import Tables
 
 # ---------------------------------------------------------------- field specification
@@ -448,7 +448,7 @@ def _merge_visceral(m: _Merger) -> str | None:
 
 def _n_vertebrae(levels: tuple[Any, ...]) -> int | None:
     try:
-        names = {normalise_level(lv) for lv in levels}
+        names = set(expand_levels(levels))
     except ScoringError:
         return None
     sacral = {n for n in names if n == SACRUM or re.fullmatch(r"S\d", n)}
@@ -500,6 +500,34 @@ def _merge_counts(
     if tomita_bone == "solitary" and t is None:
         t = solitary_total
     return v, e, t
+
+
+def _sins_levels(
+    sins_b: Mapping[str, Any] | None, case_level: str | None, m: _Merger
+) -> tuple[Any, ...] | None:
+    """The SINS lesion's levels: ``sins.levels``, else ``sins.level``, else the case ``level``.
+
+    A level is never dropped silently (SCORING.md 0.2: location is only "missing" when no
+    level was given anywhere). ``sins.level`` outside ``sins.levels`` is a contradiction.
+    """
+    if sins_b is None:
+        return None
+    levels, one = sins_b.get("levels"), sins_b.get("level")
+    if one is not None and levels:
+        try:
+            inside = set(expand_levels((one,))) <= set(expand_levels(levels))
+        except ScoringError:
+            inside = True  # the level itself is refused when SINS is scored
+        if not inside:
+            m.fail(
+                "CONTRADICTION_LEVEL",
+                f"sins.level {one!r} is not among sins.levels {list(levels)}",
+            )
+    if levels:
+        return tuple(levels)
+    if one is not None:
+        return (one,)
+    return None if case_level is None else (case_level,)
 
 
 def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
@@ -632,12 +660,13 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
         m.add("pain", path, v)
     pain = m.get("pain", "CONTRADICTION_PAIN")
     solitary_total = int(tables.convention("tomita_solitary_total"))
-    v, e, t = _merge_counts(m, tom.get("bone"), (sins_b or {}).get("levels"), solitary_total)
+    sins_levels = _sins_levels(sins_b, d.get("level"), m)
+    v, e, t = _merge_counts(m, tom.get("bone"), sins_levels, solitary_total)
 
     sins_in = None
     if sins_b is not None:
         sins_in = SinsInput(
-            levels=sins_b.get("levels"),
+            levels=sins_levels,
             pain=pain,
             lesion=sins_b.get("lesion"),
             alignment=sins_b.get("alignment"),

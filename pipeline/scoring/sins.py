@@ -63,7 +63,9 @@ def normalise_level(level: str | int) -> str:
             return level_name(level)
         raise ScoringError("LEVEL_NOT_IN_SINS", f"VerSe label {level} is not a vertebra")
     text = str(level).strip()
-    low = text.lower()
+    # "C0 (occiput)": the vocabulary's own gloss in parentheses
+    low = re.sub(r"\s*\(.*\)\s*$", "", text).strip().lower() or text.lower()
+    low = re.sub(r"\s+", "_", low)
     if low in ("occiput", "c0", "skull_base", "occiput_c0"):
         return "C0"
     if low in ("sacrum", "s", "sacral"):
@@ -77,6 +79,37 @@ def normalise_level(level: str | int) -> str:
         if 1 <= num <= limits[region]:
             return f"{region}{num}"
     raise ScoringError("LEVEL_NOT_IN_SINS", f"{text!r} is not a level scored by SINS")
+
+
+# Ordered SINS levels for range notation ("C7-T2", "T9/T10"); transitional levels excluded.
+ORDERED_LEVELS: tuple[str, ...] = (
+    *(f"C{i}" for i in range(0, 8)),
+    *THORACIC,
+    *(f"L{i}" for i in range(1, 6)),
+    *(f"S{i}" for i in range(1, 6)),
+)
+
+
+def expand_levels(levels: tuple[str | int, ...] | None) -> tuple[str, ...]:
+    """Normalised, de-duplicated levels; ``"T10-T12"`` / ``"T9/T10"`` expand to each vertebra.
+
+    SCORING.md 1.2 writes ranges inclusive at both ends ("C7-T2" includes C7, T1, T2). A
+    range with a transitional end (T13, L6) is refused like the level itself; ends outside
+    the ordered table (sacrum, coccyx) are kept as given, so their own rules apply.
+    """
+    out: list[str] = []
+    for lv in levels or ():
+        parts = re.split(r"\s*[-/\u2013]\s*", lv.strip()) if isinstance(lv, str) else [lv]
+        if len(parts) != 2 or not all(parts):
+            out.append(normalise_level(lv))
+            continue
+        a, b = normalise_level(parts[0]), normalise_level(parts[1])
+        if a in ORDERED_LEVELS and b in ORDERED_LEVELS:
+            i, j = sorted((ORDERED_LEVELS.index(a), ORDERED_LEVELS.index(b)))
+            out.extend(ORDERED_LEVELS[i : j + 1])
+        else:
+            out.extend((a, b))
+    return tuple(dict.fromkeys(out))
 
 
 def _level_class(level: str, tables: Tables) -> tuple[str, int] | None:
@@ -233,7 +266,7 @@ def score_sins(inp: SinsInput, tables: Tables) -> ScoreResult:
     flags: set[str] = set()
     comps: list[Component] = []
 
-    levels = tuple(dict.fromkeys(normalise_level(lv) for lv in (inp.levels or ())))
+    levels = expand_levels(inp.levels)
     per_level: dict[str, tuple[int, ...]] = {}
     if levels:
         per_level = location_options(levels, tables)

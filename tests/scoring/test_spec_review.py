@@ -1,0 +1,72 @@
+"""Rules of SCORING.md found by an independent review of the engine against the note.
+
+Each test names the SCORING.md section it encodes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.scoring import score_case
+
+
+def sins_block(**kw):
+    base = {
+        "pain": "mechanical",
+        "lesion": "lytic",
+        "alignment": "normal",
+        "collapse": "none",
+        "posterolateral": "none",
+    }
+    return {**base, **kw}
+
+
+# ---------------------------------------------------------------- SCORING.md 1.2 / 0.6
+def test_spec_1_2_single_level_field_is_the_sins_location() -> None:
+    """A level given as ``sins.level`` or as the case ``level`` scores location (1.2), never
+    'location missing'."""
+    for inputs in (
+        {"sins": sins_block(level="L3")},
+        {"sins": sins_block(), "level": "L3"},
+    ):
+        out = score_case(inputs)
+        assert out["sins_total"] == 2 + 3 + 2, inputs
+        assert "INCOMPLETE_LOCATION_MISSING" not in out["flags"]
+    # sins.levels wins over the case level (e.g. ESCC read at a disc level)
+    out = score_case({"sins": sins_block(levels=["T6"]), "level": "T6/T7"})
+    assert out["sins_total"] == 1 + 3 + 2
+    out = score_case({"sins": sins_block(levels=["T6"], level="L3")})
+    assert out["error"] == "CONTRADICTION_LEVEL"
+
+
+def test_spec_1_2_level_on_its_own_still_refuses_transitional_and_coccyx() -> None:
+    assert score_case({"sins": sins_block(level="L6")})["error"] == (
+        "TRANSITIONAL_LEVEL_UNCONFIRMED"
+    )
+    assert score_case({"sins": sins_block(), "level": "Co1"})["error"] == "LEVEL_NOT_IN_SINS"
+
+
+@pytest.mark.parametrize(
+    ("text", "levels", "location"),
+    [
+        ("T10-T11", ["T10", "T11"], 3),
+        ("C7-T2", ["C7", "T1", "T2"], 3),
+        ("T9/T10", ["T9", "T10"], 1),
+        ("L5-S1", ["L5", "S1"], 3),
+        ("S2-S4", ["S2", "S3", "S4"], 0),
+        ("C0 (occiput)", ["C0"], 3),
+    ],
+)
+def test_spec_1_2_ranges_are_inclusive_at_both_ends(text, levels, location) -> None:
+    """SCORING.md 1.2: "C7-T2 includes T2"; a range names every vertebra between its ends."""
+    out = score_case({"sins": sins_block(levels=[text])})
+    assert list(out["sins_location_per_level"]) == levels
+    assert out["sins_components"]["location"] == location
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("T12-T13", "TRANSITIONAL_LEVEL_UNCONFIRMED"), ("Co1-Co2", "LEVEL_NOT_IN_SINS")],
+)
+def test_spec_0_6_ranges_keep_the_level_refusals(text, code) -> None:
+    assert score_case({"sins": sins_block(levels=[text])})["error"] == code
