@@ -108,4 +108,9 @@ def test_conventions_are_checked() -> None:
         T.with_conventions(escc_1c_class="maybe")
     with pytest.raises(ConfigError):
         T.with_conventions(no_such_rule=1)
-    assert T.with_conventions(sins_collapse_noise_floor_pct=5).convention("sins_collapse_noise_floor_pct") == 5
+    assert (
+        T.with_conventions(sins_collapse_noise_floor_pct=5).convention(
+            "sins_collapse_noise_floor_pct"
+        )
+        == 5
+    )
