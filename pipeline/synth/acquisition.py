@@ -109,7 +109,9 @@ def ct_axial(world: World, rng: np.random.Generator, *, orientation: str = "stan
              pixel: float | None = None, slice_mm: float | None = None, max_slices: int = 200) -> Series:  # fmt: skip
     """An axial CT stack covering the run (0.7-0.9 mm pixels, 1-2.5 mm slices)."""
     pixel = float(rng.uniform(0.7, 0.9)) if pixel is None else pixel
-    slice_mm = float(rng.choice([1.0, 1.25, 1.5, 2.0, 2.5])) if slice_mm is None else slice_mm
+    if slice_mm is None:  # thin slices where bodies are small (heights must stay measurable)
+        small = min(world.layout.numbers) <= 9
+        slice_mm = float(rng.choice([1.0, 1.25] if small else [1.0, 1.25, 1.5, 2.0]))
     centre, _, _ = spine_span(world)
     lay = world.layout
     zs = [lay.vertebrae[n].centre[2] for n in lay.numbers]
@@ -221,3 +223,11 @@ def acquire(
             psf_mm=series.params["psf_mm"],
         )
     return img, labels
+
+
+def acquire_labels(world: World, series: Series) -> dict[str, np.ndarray]:
+    """Only the label maps of ``series`` (no image): fast path for verification."""
+    _, labels = sample_world(
+        world, series.shape, series.affine, [], h=float(np.mean(series.spacing[:2]))
+    )
+    return labels

@@ -22,8 +22,8 @@ COLLAPSE_THRESHOLD_PCT = 50.0
 # Sampling ranges, kept clear of the thresholds above.
 TRANSLATION_RANGE_MM = (6.0, 10.0)
 DEFORMITY_RANGE_DEG = (16.0, 24.0)
-COLLAPSE_LT50_RANGE = (20.0, 38.0)
-COLLAPSE_GT50_RANGE = (60.0, 75.0)
+COLLAPSE_LT50_RANGE = (20.0, 35.0)
+COLLAPSE_GT50_RANGE = (62.0, 75.0)
 INVOLVEMENT_LOW_RANGE = (8.0, 35.0)
 INVOLVEMENT_HIGH_RANGE = (65.0, 85.0)
 
@@ -57,13 +57,13 @@ BODY_TABLE: dict[int, tuple[float, float, float, float]] = {
 }
 # region anchors: bony canal (lat, AP) half-widths, sac (lat, AP), cord (lat, AP)
 CANAL_TABLE: dict[int, tuple[float, float, float, float, float, float]] = {
-    1: (13.0, 10.0, 10.0, 8.0, 6.0, 4.0),
-    6: (13.0, 10.0, 10.0, 8.0, 6.0, 4.0),
-    9: (10.0, 10.0, 8.0, 8.0, 4.5, 3.5),
-    19: (10.0, 10.0, 8.0, 8.0, 4.5, 3.5),
+    1: (13.0, 10.0, 10.0, 8.5, 6.0, 4.0),
+    6: (13.0, 10.0, 10.0, 8.5, 6.0, 4.0),
+    9: (10.0, 10.0, 8.0, 8.5, 4.5, 3.5),
+    19: (10.0, 10.0, 8.0, 8.5, 4.5, 3.5),
     21: (12.0, 10.5, 9.5, 8.5, 4.5, 3.5),
     26: (13.0, 10.5, 9.5, 8.5, 4.5, 3.5),
 }
 #: Sac centre sits this far posterior of the bony canal centre (mm): the anterior
 #: epidural space is wider, as the epidural tumour needs room there.
-SAC_POSTERIOR_OFFSET = 1.0
+SAC_POSTERIOR_OFFSET = 0.5

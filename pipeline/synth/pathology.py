@@ -11,8 +11,8 @@ construction at the level's central plateau is, by grade:
 
 * ``1a``: tumour fills the epidural space up to the sac and is clipped by it: the sac
   contour is untouched.
-* ``1b``: tumour front ``d`` = 2.0-2.5 mm inside the sac: the sac is indented, the cord
-  (>= 2 mm away) is not reached.
+* ``1b``: tumour front ``d`` = 2.5-3.0 mm inside the sac: the sac is indented, the cord
+  (>= 1.5 mm away) is not reached.
 * ``1c``: tumour front passes the cord's anterior surface and is clipped by the cord:
   contact, cord shape unchanged.
 * ``2``: cord flattened (AP x0.50-0.62, width x1.10-1.20) and pushed back so that
@@ -73,7 +73,9 @@ def sample_epidural(
         taper=float(rng.uniform(4.0, 6.0)),
     )  # fmt: skip
     if grade == "1b":
-        e.d_1b = float(rng.uniform(2.0, 2.5))
+        # A narrow front: the indentation stays deep against the sac's convex hull.
+        e.d_1b = float(rng.uniform(2.5, 3.0))
+        e.r_u = float(rng.uniform(3.5, 4.5) * scale)
     elif grade == "2":
         e.kv, e.ku, e.p_csf = (
             float(rng.uniform(0.50, 0.62)),
