@@ -224,6 +224,13 @@ def _cv_flag(block: Mapping[str, Any]) -> bool | None:
     return bool(flag) or in_sites
 
 
+def _either(a: bool | None, b: bool | None) -> bool | None:
+    """True if either is True; None only when both are unknown."""
+    if a is None and b is None:
+        return None
+    return bool(a) or bool(b)
+
+
 # "<score>_<field>" at the top level: a per-score copy of a block field (e.g.
 # "tomita_visceral", "mbauer_skeletal_mets_total"); copies must agree with the block.
 _PREFIXES = {
@@ -259,13 +266,28 @@ def _prefixed(key: str) -> tuple[str, str] | None:
 _NEGATIVE = {"", "none", "no", "false", "absent", "not_involved"}
 
 
-def _mentions_cv(key: str, value: Any) -> bool | None:
-    """Costovertebral involvement stated under another name in the ``sins`` block.
+def _names_cv(value: Any) -> bool:
+    """True when a free-text value (or any string inside a list/mapping) names a
+    costovertebral joint."""
+    if isinstance(value, str):
+        term = hist.normalise_term(value)
+        return "costovertebral" in term or "cv_joint" in term
+    if isinstance(value, list):
+        return any(_names_cv(x) for x in value)
+    if isinstance(value, Mapping):
+        return any(_names_cv(str(k)) or _names_cv(v) for k, v in value.items())
+    return False
 
-    ``costovertebral*`` keys (bool, side word, list) and ``posterolateral_*`` keys whose
-    value names a costovertebral joint are understood; None when the key is unrelated.
+
+def _mentions_cv(key: str, value: Any) -> bool | None:
+    """Costovertebral involvement stated under another name (SCORING.md 1.5).
+
+    ``costovertebral*`` / ``cv_joint*`` keys (bool, side word, list, mapping) and any other
+    key whose value names a costovertebral joint (``"structures": ["costovertebral
+    joint"]``) are understood; None when the key is unrelated (an unknown field).
     """
-    if "costovertebral" in key or "cv_joint" in key:
+    name = hist.normalise_term(key)
+    if "costovertebral" in name or "cv_joint" in name:
         if isinstance(value, bool):
             return value
         if isinstance(value, str):
@@ -274,16 +296,13 @@ def _mentions_cv(key: str, value: Any) -> bool | None:
             return any(
                 isinstance(x, str) and hist.normalise_term(x) not in _NEGATIVE for x in value
             )
-        return None
-    if key.startswith("posterolateral_"):
-        items = value if isinstance(value, list) else [value]
-        if all(isinstance(x, str) for x in items):
-            hit = any(
-                "costovertebral" in hist.normalise_term(x) or "cv_joint" in hist.normalise_term(x)
-                for x in items
+        if isinstance(value, Mapping):
+            return any(
+                v is True or (isinstance(v, str) and hist.normalise_term(v) not in _NEGATIVE)
+                for v in value.values()
             )
-            return True if hit else None
-    return None
+        return None
+    return True if _names_cv(value) else None
 
 
 def validate(inputs: Mapping[str, Any], tables: Tables) -> dict[str, Any]:
@@ -318,6 +337,12 @@ def validate(inputs: Mapping[str, Any], tables: Tables) -> dict[str, Any]:
             blk_name, fld = _prefixed(str(key))  # type: ignore[misc]
             checked = _check_value(key, BLOCKS[blk_name][fld], value)
             out.setdefault("_copies", []).append((str(key), blk_name, fld, checked))
+        elif _mentions_cv(str(key), value) is not None and (
+            "costovertebral" in hist.normalise_term(str(key))
+            or "cv_joint" in hist.normalise_term(str(key))
+        ):
+            # a case-level costovertebral finding belongs to the SINS lesion
+            out["_cv"] = bool(out.get("_cv")) or bool(_mentions_cv(str(key), value))
         elif not str(key).startswith("_"):
             unknown.append(str(key))
     if unknown:
@@ -676,7 +701,7 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
             body_involvement_pct=sins_b.get("body_involvement_pct"),
             lytic_pct=sins_b.get("lytic_pct"),
             blastic_pct=sins_b.get("blastic_pct"),
-            costovertebral_involved=_cv_flag(sins_b),
+            costovertebral_involved=_either(_cv_flag(sins_b), d.get("_cv")),
         )
     esc_in = None
     if esc_b is not None:

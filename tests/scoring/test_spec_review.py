@@ -70,3 +70,39 @@ def test_spec_1_2_ranges_are_inclusive_at_both_ends(text, levels, location) -> N
 )
 def test_spec_0_6_ranges_keep_the_level_refusals(text, code) -> None:
     assert score_case({"sins": sins_block(levels=[text])})["error"] == code
+
+
+# ---------------------------------------------------------------- SCORING.md 1.5
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"costovertebral_joint": True},
+        {"posterolateral_sites": ["costovertebral_joint"]},
+        {"structures": ["facet", "costovertebral joint"]},
+        {"posterolateral_findings": [{"structure": "costovertebral_joint", "side": "left"}]},
+        {"cv_joint_involvement": {"left": True}},
+    ],
+)
+def test_spec_1_5_costovertebral_finding_at_lumbar_level_is_refused(extra) -> None:
+    """Costovertebral joints exist only at T1-T12 (SCORING.md 1.5, case SINS-23), whatever
+    the name under which the finding is entered."""
+    out = score_case({"sins": sins_block(levels=["L3"], posterolateral="unilateral", **extra)})
+    assert out["error"] == "CONTRADICTION_CV_JOINT_LEVEL"
+    out = score_case({"sins": sins_block(levels=["T8"], posterolateral="unilateral", **extra)})
+    assert out["sins_total"] == 1 + 3 + 2 + 1
+
+
+def test_spec_1_5_case_level_costovertebral_finding_joins_the_sins_lesion() -> None:
+    out = score_case(
+        {
+            "sins": sins_block(levels=["L3"], posterolateral="unilateral"),
+            "costovertebral_involved": True,
+        }
+    )
+    assert out["error"] == "CONTRADICTION_CV_JOINT_LEVEL"
+    out = score_case({"sins": sins_block(levels=["L3"]), "costovertebral_joint": False})
+    assert out["sins_total"] == 2 + 3 + 2
+    # an unrelated unknown field is still an error
+    assert score_case({"sins": sins_block(levels=["L3"], structures=["lamina"])})["error"] == (
+        "UNKNOWN_FIELD"
+    )
