@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ BLOCKS: dict[str, dict[str, str]] = {
         "notes": _STR,
     },
     "tokuhashi": {
-        "kps": _INT,
+        "kps": "kps",
         "ecog": _INT,
         "ecog_mapping": "enum:A|B|C",
         "extraspinal_bone_mets": _INT,
@@ -105,10 +106,10 @@ SCALARS: dict[str, str] = {
     "histology": _STR,
     "primary": _STR,
     "radiosensitivity": _STR,
-    "kps": _INT,
+    "kps": "kps",
     "ecog": _INT,
     "ecog_mapping": "enum:A|B|C",
-    "kps_values": "int_list",
+    "kps_values": "kps_list",
     "frankel": "enum:A|B|C|D|E",
     "asia": "enum:A|B|C|D|E",
     "ambulatory_independent": _BOOL,
@@ -148,6 +149,13 @@ def _check_value(path: str, kind: str, value: Any) -> Any:
     """Validate one value against its kind; returns the normalised value."""
     if value is None:
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ScoringError("INVALID_VALUE", f"{path} must be a finite number, got {value!r}")
+    if kind == "kps":
+        # a number that is not a whole multiple of 10 is an invalid KPS (SCORING.md 4.4)
+        if isinstance(value, float) and not value.is_integer():
+            raise ScoringError("KPS_INVALID", f"{path}: KPS must be a multiple of 10, got {value}")
+        return _check_value(path, _INT, value)
     if kind == _BOOL:
         if not isinstance(value, bool):
             raise _type_error(path, "true/false", value)
@@ -206,10 +214,12 @@ def _check_value(path: str, kind: str, value: Any) -> Any:
                 )
             out.append(g)
         return tuple(out)
-    if kind in ("int_list", "str_list"):
+    if kind in ("int_list", "str_list", "kps_list"):
         if not isinstance(value, list):
             raise _type_error(path, "a list", value)
-        sub = _INT if kind == "int_list" else _STR
+        sub = {"int_list": _INT, "str_list": _STR, "kps_list": "kps"}[kind]
+        if any(v is None for v in value):
+            raise _type_error(path, "a list without null items", value)
         return tuple(_check_value(f"{path}[]", sub, v) for v in value)
     raise AssertionError(kind)  # pragma: no cover
 
@@ -781,13 +791,13 @@ def _csv_cell(path: str, text: str) -> Any:
             raise ValueError
         if kind == _INT:
             return int(t)
-        if kind == _NUM:
+        if kind in (_NUM, "kps"):
             return float(t)
+        if kind in ("levels", "str_list", "int_list", "kps_list", "grades"):
+            parts = [p.strip() for p in re.split(r"[;|]", t) if p.strip()]
+            return [int(p) for p in parts] if kind in ("int_list", "kps_list") else parts
     except ValueError as exc:
         raise ScoringError("INVALID_TYPE", f"CSV column {path}: {t!r} is not {kind}") from exc
-    if kind in ("levels", "str_list", "int_list", "grades"):
-        parts = [p.strip() for p in re.split(r"[;|]", t) if p.strip()]
-        return [int(p) for p in parts] if kind == "int_list" else parts
     return t
 
 

@@ -106,3 +106,32 @@ def test_spec_1_5_case_level_costovertebral_finding_joins_the_sins_lesion() -> N
     assert score_case({"sins": sins_block(levels=["L3"], structures=["lamina"])})["error"] == (
         "UNKNOWN_FIELD"
     )
+
+
+# ---------------------------------------------------------------- robustness (issue: named errors)
+@pytest.mark.parametrize(
+    ("inputs", "code"),
+    [
+        ({"tokuhashi": {"kps": float("nan")}}, "INVALID_VALUE"),
+        ({"tokuhashi": {"vertebral_body_mets": float("inf")}}, "INVALID_VALUE"),
+        ({"albumin_g_dl": float("nan"), "ambulatory_independent": True}, "INVALID_VALUE"),
+        ({"sins": sins_block(levels=["T6"], collapse_pct=float("nan"))}, "INVALID_VALUE"),
+        ({"sins": sins_block(levels=["T6"], posterolateral_sites=[None])}, "INVALID_TYPE"),
+        ({"kps_values": [90, None]}, "INVALID_TYPE"),
+        # SCORING.md 4.4: a KPS that is not a multiple of 10 is KPS_INVALID, also as a float
+        ({"tokuhashi": {"kps": 80.5}}, "KPS_INVALID"),
+        ({"kps_values": [100, 95]}, "KPS_INVALID"),
+    ],
+)
+def test_non_finite_and_null_items_are_named_errors(inputs, code) -> None:
+    out = score_case(inputs)
+    assert out["error"] == code
+
+
+def test_csv_kps_column_and_bad_list_cell(tmp_path) -> None:
+    from pipeline.cli.score_cmd import score_text
+
+    res, _ = score_text("tokuhashi.kps,kps_values\n80,90;60\n", "csv")
+    assert res[0]["ecog_mapping_A"] == [0, 2] and "error" not in res[0]
+    res, code = score_text("tokuhashi.kps,kps_values\n80,90;x\n", "csv")
+    assert res["error"] == "INVALID_TYPE" and code == 2
