@@ -39,3 +39,12 @@ def site(name: str, tables: Tables) -> str:
 def is_generic(name: str, tables: Tables) -> bool:
     """True when the term names only the site (``lung``), not a sub-type (``nsclc``)."""
     return site(name, tables) == name
+
+
+def broader(a: str, b: str, tables: Tables) -> bool:
+    """True when canonical ``a`` names a group that contains ``b``: the site of a sub-type
+    (``lung`` > ``nsclc``) or a listed group (``colorectal`` > ``rectum``)."""
+    if a == b:
+        return False
+    row = tables.raw["histology"][a]
+    return b in row.get("includes", []) or (is_generic(a, tables) and site(b, tables) == a)

@@ -453,18 +453,18 @@ def _merge_histology(m: _Merger, tables: Tables) -> str | None:
     def compatible(a: tuple[str, str, str | None], b: tuple[str, str, str | None]) -> bool:
         if hist.normalise_term(a[1]) == hist.normalise_term(b[1]):
             return True
-        if a[2] is None or b[2] is None or hist.site(a[2], tables) != hist.site(b[2], tables):
+        if a[2] is None or b[2] is None:
             return False
-        return a[2] == b[2] or hist.is_generic(a[2], tables) or hist.is_generic(b[2], tables)
+        return a[2] == b[2] or hist.broader(a[2], b[2], tables) or hist.broader(b[2], a[2], tables)
 
     if not all(compatible(a, b) for a in copies for b in copies):
         where = ", ".join(f"{p}={v!r}" for p, v, _ in copies)
         m.fail("CONTRADICTION_HISTOLOGY", f"histology entered differently: {where}")
         return None
     mapped = [c for _, _, c in copies if c is not None]
-    specific = [c for c in mapped if not hist.is_generic(c, tables)]
-    if specific:
-        return specific[0]
+    narrowest = [c for c in mapped if not any(hist.broader(c, o, tables) for o in mapped)]
+    if narrowest:
+        return narrowest[0]
     return mapped[0] if mapped else str(copies[0][1])
 
 

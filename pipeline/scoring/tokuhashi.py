@@ -84,7 +84,11 @@ def primary_points(primary: str, tables: Tables) -> tuple[int, str, str]:
     for r in rows:
         if site in r["sites"]:
             return int(r["points"]), site, str(r["source"])
-    raise ScoringError("HISTOLOGY_UNMAPPED", f"primary site {site!r} has no Tokuhashi category")
+    parts = tables.raw["histology"].get(site, {}).get("includes", [])
+    hint = f" (say which of {', '.join(parts)}: their points differ)" if parts else ""
+    raise ScoringError(
+        "HISTOLOGY_UNMAPPED", f"primary site {site!r} has no Tokuhashi category{hint}"
+    )
 
 
 def general_condition(inp: TokuhashiInput, tables: Tables, flags: set[str]) -> Component:

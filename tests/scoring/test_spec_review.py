@@ -135,3 +135,27 @@ def test_csv_kps_column_and_bad_list_cell(tmp_path) -> None:
     assert res[0]["ecog_mapping_A"] == [0, 2] and "error" not in res[0]
     res, code = score_text("tokuhashi.kps,kps_values\n80,90;x\n", "csv")
     assert res["error"] == "INVALID_TYPE" and code == 2
+
+
+# ---------------------------------------------------------------- SCORING.md 3.2 / 4.3
+def test_spec_3_2_colorectal_is_radioresistant_but_tokuhashi_needs_colon_or_rectum() -> None:
+    """NOMS lists "colon (colorectal)" as radioresistant (3.2); Tokuhashi scores colon 2 and
+    rectum 4 (4.3), so the group term alone cannot give Tokuhashi points."""
+    out = score_case({"noms": {"histology": "colorectal", "escc": "1a", "sins": 4}})
+    assert out["noms_O"] == "radioresistant" and out["recommendation"] == "SRS"
+    tok = {"kps": 60, "extraspinal_bone_mets": 0, "vertebral_body_mets": 1}
+    tok |= {"visceral_major_organs": "none", "frankel": "D"}
+    out = score_case({"tokuhashi": {**tok, "primary": "colorectal"}})
+    assert out["error"] == "HISTOLOGY_UNMAPPED"
+    # the specific term entered elsewhere is one fact with the group term
+    out = score_case(
+        {
+            "noms": {"histology": "colorectal", "escc": "1a", "sins": 4},
+            "tokuhashi": {**tok, "primary": "rectum"},
+        }
+    )
+    assert out["tokuhashi_total"] == 12 and out["noms_O"] == "radioresistant"
+    out = score_case(
+        {"noms": {"histology": "colorectal", "escc": "1a", "sins": 4}, "tomita_histology": "breast"}
+    )
+    assert out["error"] == "CONTRADICTION_HISTOLOGY"
