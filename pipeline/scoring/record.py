@@ -315,6 +315,32 @@ def _mentions_cv(key: str, value: Any) -> bool | None:
     return True if _names_cv(value) else None
 
 
+_SIDES = ("bilateral", "unilateral", "none")
+
+
+def _posterolateral_with_cv(value: Any) -> tuple[str | None, bool]:
+    """``sins.posterolateral`` written together with its structure (``"unilateral
+    costovertebral joint"``, ``{"side": "unilateral", "structure": "costovertebral_joint"}``):
+    (side category or None when not stated, costovertebral named)."""
+    words: list[str] = []
+    stack = [value]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            words.append(hist.normalise_term(x))
+        elif isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, Mapping):
+            stack.extend(x.values())
+    found = {side for w in words for side in _SIDES[:2] if side in w.split("_")}
+    side = found.pop() if len(found) == 1 else None
+    if found:  # both sides named in one finding
+        raise ScoringError(
+            "CONTRADICTION_SINS_POSTEROLATERAL", f"sins.posterolateral {value!r} is both sides"
+        )
+    return side, _names_cv(value)
+
+
 def validate(inputs: Mapping[str, Any], tables: Tables) -> dict[str, Any]:
     """Check names, types and vocabularies; returns a normalised copy (blocks as dicts)."""
     if not isinstance(inputs, Mapping):
@@ -332,7 +358,11 @@ def validate(inputs: Mapping[str, Any], tables: Tables) -> dict[str, Any]:
             for k, v in value.items():
                 if k.startswith("_"):
                     continue
-                if k in spec:
+                if key == "sins" and k == "posterolateral" and _names_cv(v):
+                    side, cv = _posterolateral_with_cv(v)
+                    blk[k] = side
+                    blk["costovertebral_involved"] = bool(blk.get("costovertebral_involved")) or cv
+                elif k in spec:
                     blk[k] = _check_value(f"{key}.{k}", spec[k], v)
                 elif key == "sins" and _mentions_cv(k, v) is not None:
                     blk["costovertebral_involved"] = bool(

@@ -159,3 +159,24 @@ def test_spec_3_2_colorectal_is_radioresistant_but_tokuhashi_needs_colon_or_rect
         {"noms": {"histology": "colorectal", "escc": "1a", "sins": 4}, "tomita_histology": "breast"}
     )
     assert out["error"] == "CONTRADICTION_HISTOLOGY"
+
+
+@pytest.mark.parametrize(
+    ("value", "points_at_t8"),
+    [
+        ("unilateral costovertebral joint", 1),
+        ({"side": "bilateral", "structure": "costovertebral_joint"}, 3),
+        (["costovertebral_joint"], None),
+    ],
+)
+def test_spec_1_5_posterolateral_written_with_its_structure(value, points_at_t8) -> None:
+    """SCORING.md 1.5: "facet, pedicle or costovertebral joint"; a finding that names the
+    costovertebral joint in the posterolateral item itself is read, not refused as a bad
+    value, and the T1-T12 rule still applies."""
+    out = score_case({"sins": sins_block(levels=["L3"], posterolateral=value)})
+    assert out["error"] == "CONTRADICTION_CV_JOINT_LEVEL"
+    out = score_case({"sins": sins_block(levels=["T8"], posterolateral=value)})
+    if points_at_t8 is None:
+        assert out["sins_total"] is None and "INCOMPLETE_POSTEROLATERAL_MISSING" in out["flags"]
+    else:
+        assert out["sins_components"]["posterolateral"] == points_at_t8
