@@ -27,6 +27,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "pipeline.cli.score_cmd",
     "pipeline.cli.run_cmd",
     "pipeline.cli.evaluate_cmd",
+    "pipeline.cli.synth_cmd",
 )
 
 

@@ -1,32 +1,42 @@
 """Write a synthetic series as a DICOM series (one file per slice) with pydicom.
 
 Geometry comes straight from the series affine (see :mod:`pipeline.synth.acquisition`).
-Every UID is derived from the study seed with ``pydicom.uid.generate_uid(prefix=None,
-entropy_srcs=...)`` and no date, time or random value enters a file, so the same seed
-gives the same bytes. Patient identity is synthetic (``SYNTH^<seed>``): no PHI exists.
+Every UID is a ``2.25.<128-bit integer>`` UID whose integer is a SHA-256 hash of the
+seed and the object's role (:func:`synth_uid`). ``pydicom.uid.generate_uid(prefix=None,
+...)`` would ignore its entropy sources and return a random UUID-based UID, so it is not
+used. No date, time or random value enters a file: the same seed gives the same bytes. Patient identity is synthetic (``SYNTH^<seed>``): no PHI exists.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 from pipeline.synth.acquisition import Series
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+def synth_uid(*parts: str) -> str:
+    """Deterministic ``2.25.`` UID (ITU-T X.667 integer form) from ``parts``."""
+    digest = hashlib.sha256("\x1f".join(("spinemet-synth", *parts)).encode()).digest()
+    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+
+
 #: Fixed implementation UID so file meta is stable across pydicom versions.
-IMPLEMENTATION_UID = generate_uid(prefix=None, entropy_srcs=["spinemet synthetic writer"])
+IMPLEMENTATION_UID = synth_uid("implementation")
 
 
 def study_uids(seed: int) -> dict[str, str]:
     """Study and frame-of-reference UIDs of the synthetic study ``seed``."""
     return {
-        "study": generate_uid(prefix=None, entropy_srcs=["spinemet-synth", str(seed), "study"]),
-        "frame": generate_uid(prefix=None, entropy_srcs=["spinemet-synth", str(seed), "frame"]),
+        "study": synth_uid(str(seed), "study"),
+        "frame": synth_uid(str(seed), "frame"),
     }
 
 
@@ -46,9 +56,7 @@ def write_series(series: Series, image: np.ndarray, out_dir: Path, seed: int) ->
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     uids = study_uids(seed)
-    series_uid = generate_uid(
-        prefix=None, entropy_srcs=["spinemet-synth", str(seed), "series", series.name]
-    )
+    series_uid = synth_uid(str(seed), "series", series.name)
     aff = series.affine
     sp = series.spacing
     row = aff[:3, 0] / sp[0]
@@ -61,9 +69,7 @@ def write_series(series: Series, image: np.ndarray, out_dir: Path, seed: int) ->
     window_hi = float(np.percentile(stored, 99.5)) if not is_ct else 0.0
     paths = []
     for k in range(series.shape[2]):
-        sop_uid = generate_uid(
-            prefix=None, entropy_srcs=["spinemet-synth", str(seed), series.name, str(k)]
-        )
+        sop_uid = synth_uid(str(seed), series.name, str(k))
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE if is_ct else MR_IMAGE_STORAGE
         meta.MediaStorageSOPInstanceUID = sop_uid

@@ -48,12 +48,14 @@ class StudyResult:
     truth: dict[str, Any]
 
 
-def write_nifti_deterministic(array: np.ndarray, affine_lps: np.ndarray, path: Path) -> None:
+def write_nifti_deterministic(
+    array: np.ndarray, affine_lps: np.ndarray, path: Path, label: bool = True
+) -> None:
     """NIfTI-1 (RAS affine from the LPS one), gzip with mtime 0 so bytes are reproducible."""
     img = nib.Nifti1Image(array, LPS_TO_RAS @ affine_lps)
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
-    if np.issubdtype(array.dtype, np.integer):
+    if label and np.issubdtype(array.dtype, np.integer):
         img.header.set_intent("label")
     raw = img.to_bytes()
     buf = io.BytesIO()
@@ -158,11 +160,14 @@ def generate_study(
     root.mkdir(parents=True, exist_ok=True)
     for s in series:
         img, labels = acquire(world, s, rng)
+        # Integer values, identical in DICOM and NIfTI: CT in HU (int16), MR as uint16.
+        if s.modality == "CT":
+            img = np.clip(np.rint(img), -1024, 3071).astype(np.int16)
+        else:
+            img = np.clip(np.rint(img), 0, 65535).astype(np.uint16)
         if write_dicom:
             write_series(s, img, root / "dicom" / s.name, seed)
-        write_nifti_deterministic(
-            img.astype(np.float32), s.affine, root / "nifti" / f"{s.name}.nii.gz"
-        )
+        write_nifti_deterministic(img, s.affine, root / "nifti" / f"{s.name}.nii.gz", label=False)
         for key, lab in labels.items():
             write_nifti_deterministic(lab, s.affine, root / "labels" / s.name / f"{key}.nii.gz")
     (root / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")

@@ -136,15 +136,17 @@ def _points(mask: npt.NDArray[np.bool_], affine: np.ndarray) -> np.ndarray:
 def vertebra_frame(
     vert: np.ndarray, parts: np.ndarray, affine: np.ndarray, number: int
 ) -> Frame | None:
-    """Frame from the pedicles (left - right), posterior elements and body centroids."""
+    """Frame from the pedicles (left - right) and posterior elements; origin at the body centroid."""
     m = vert == number
     pts = {c: _points(m & (parts == c), affine) for c in (BODY, PEDICLE_L, PEDICLE_R, POSTERIOR)}
     if any(len(p) < 5 for p in pts.values()):
         return None
     body = pts[BODY].mean(axis=0)
-    lat = pts[PEDICLE_L].mean(axis=0) - pts[PEDICLE_R].mean(axis=0)
+    ped_l, ped_r = pts[PEDICLE_L].mean(axis=0), pts[PEDICLE_R].mean(axis=0)
+    lat = ped_l - ped_r
     lat /= np.linalg.norm(lat)
-    ap = pts[POSTERIOR].mean(axis=0) - body
+    # AP from the pedicles to the posterior elements: independent of body collapse.
+    ap = pts[POSTERIOR].mean(axis=0) - (ped_l + ped_r) / 2
     ap -= lat * (ap @ lat)
     ap /= np.linalg.norm(ap)
     return Frame(body, lat, ap, np.cross(lat, ap))

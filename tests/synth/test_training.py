@@ -8,7 +8,9 @@ from pipeline.synth import make_training_pair
 
 @pytest.mark.parametrize("modality,dr", [("CT", False), ("MR", False), ("CT", True)])
 def test_pair_grid_and_labels(modality, dr):
-    img, lab = make_training_pair(5, modality, domain_randomised=dr, shape=(64, 64, 64), spacing_mm=(2.0, 2.0, 2.0))
+    img, lab = make_training_pair(
+        5, modality, domain_randomised=dr, shape=(64, 64, 64), spacing_mm=(2.0, 2.0, 2.0)
+    )
     assert img.shape == (64, 64, 64) and img.array.dtype == np.float32
     assert set(lab) == {"vertebrae", "structures", "parts"}
     for v in lab.values():
