@@ -708,6 +708,20 @@ def build_record(inputs: Mapping[str, Any], tables: Tables) -> PatientRecord:
     ecog = m.get("ecog", "CONTRADICTION_ECOG")
     if ecog is not None:
         ps.check_ecog(ecog)
+    mapping = m.values.get("ecog_mapping", [(None, None)])[0][1]
+    if kps is not None and ecog is not None:
+        # both entered: they must agree under the named mapping, or under at least one of
+        # the published mappings when none is named (SCORING.md 0.1, 7.3)
+        names = (
+            [ps.check_mapping(mapping, tables)]
+            if mapping
+            else list(tables.raw["performance"]["kps_to_ecog"])
+        )
+        if all(ps.kps_to_ecog(kps, n, tables) != ecog for n in names):
+            m.fail(
+                "CONTRADICTION_PERFORMANCE_STATUS",
+                f"KPS {kps} and ECOG {ecog} disagree under mapping {'/'.join(names)}",
+            )
     frankel = m.get("frankel", "CONTRADICTION_FRANKEL")
     asia = m.get("asia", "CONTRADICTION_ASIA")
     from_asia = False

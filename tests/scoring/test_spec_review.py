@@ -180,3 +180,18 @@ def test_spec_1_5_posterolateral_written_with_its_structure(value, points_at_t8)
         assert out["sins_total"] is None and "INCOMPLETE_POSTEROLATERAL_MISSING" in out["flags"]
     else:
         assert out["sins_components"]["posterolateral"] == points_at_t8
+
+
+# ---------------------------------------------------------------- SCORING.md 0.1 / 7.3
+def test_spec_7_3_kps_and_ecog_entered_together_must_agree() -> None:
+    """One fact entered twice (0.1): KPS 40 is ECOG 3-4 under every mapping (7.3), so ECOG 0
+    beside it is refused; KPS 90 with ECOG 1 agrees with mappings B and C only."""
+    tok = {"extraspinal_bone_mets": 0, "vertebral_body_mets": 1}
+    tok |= {"visceral_major_organs": "none", "primary": "breast", "frankel": "E"}
+    out = score_case({"tokuhashi": {**tok, "kps": 40, "ecog": 0}})
+    assert out["error"] == "CONTRADICTION_PERFORMANCE_STATUS"
+    assert score_case({"tokuhashi": {**tok, "kps": 90, "ecog": 1}})["tokuhashi_total"] == 15
+    out = score_case({"tokuhashi": {**tok, "kps": 90, "ecog": 1, "ecog_mapping": "A"}})
+    assert out["error"] == "CONTRADICTION_PERFORMANCE_STATUS"
+    out = score_case({"tokuhashi": {**tok, "kps": 90, "ecog": 1, "ecog_mapping": "B"}})
+    assert out["tokuhashi_total"] == 15 and out["flags"] == []
