@@ -106,8 +106,13 @@ def spine_span(world: World) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def ct_axial(world: World, rng: np.random.Generator, *, orientation: str = "standard", matrix: int = 256,
-             pixel: float | None = None, slice_mm: float | None = None, max_slices: int = 200) -> Series:  # fmt: skip
-    """An axial CT stack covering the run (0.7-0.9 mm pixels, 1-2.5 mm slices)."""
+             pixel: float | None = None, slice_mm: float | None = None, max_slices: int = 200,
+             centre_level: int | None = None) -> Series:  # fmt: skip
+    """An axial CT stack over the run (0.7-0.9 mm pixels, 1-2 mm slices).
+
+    When ``max_slices`` cannot cover the run, the stack is centred on ``centre_level``
+    (default: the run's centre).
+    """
     pixel = float(rng.uniform(0.7, 0.9)) if pixel is None else pixel
     if slice_mm is None:  # thin slices where bodies are small (heights must stay measurable)
         small = min(world.layout.numbers) <= 9
@@ -117,6 +122,8 @@ def ct_axial(world: World, rng: np.random.Generator, *, orientation: str = "stan
     zs = [lay.vertebrae[n].centre[2] for n in lay.numbers]
     zext = max(zs) - min(zs) + lay.vertebrae[lay.numbers[0]].height + 10
     nk = int(min(max_slices, np.ceil(zext / slice_mm)))
+    if nk * slice_mm < zext and centre_level is not None:
+        centre = lay.vertebrae[centre_level].centre.copy()
     centre = centre + np.array([0.0, 25.0, 0.0])  # include the posterior elements
     row, col, rev = _orient(
         rng, np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), orientation, np.array([1.0, 0, 0])

@@ -68,6 +68,7 @@ def write_nifti_deterministic(
 def plan_series(
     world: World, plan: Plan, rng: np.random.Generator, modality: str, orientation: str | None, *,
     ct_matrix: int = 256, ct_max_slices: int = 200, mr_matrix: int = 320, extra_mr: bool = False,
+    ct_pixel: float | None = None, ct_slice: float | None = None,
 ) -> list[Series]:  # fmt: skip
     """The acquisitions of a study (orientation ``None``: drawn per series)."""
 
@@ -81,7 +82,16 @@ def plan_series(
     out: list[Series] = []
     if modality in ("CT", "both"):
         out.append(
-            ct_axial(world, rng, orientation=ori(), matrix=ct_matrix, max_slices=ct_max_slices)
+            ct_axial(
+                world,
+                rng,
+                orientation=ori(),
+                matrix=ct_matrix,
+                max_slices=ct_max_slices,
+                pixel=ct_pixel,
+                slice_mm=ct_slice,
+                centre_level=plan.index_level,
+            )  # fmt: skip
         )
     if modality in ("MR", "both"):
         out.append(mr_sagittal(world, rng, "T2", orientation=ori(), number=3, matrix=mr_matrix))
@@ -111,6 +121,9 @@ def generate_study(
     mr_matrix: int = 320,
     extra_mr: bool = False,
     write_dicom: bool = True,
+    write_images_nifti: bool = True,
+    ct_pixel: float | None = None,
+    ct_slice: float | None = None,
 ) -> StudyResult:
     """Build study ``seed`` and (when ``out`` is given) write it.
 
@@ -130,7 +143,7 @@ def generate_study(
     rng = np.random.default_rng(seed)
     world, plan = random_world(rng, options)
     series = plan_series(world, plan, rng, modality, orientation, ct_matrix=ct_matrix, ct_max_slices=ct_max_slices,
-                         mr_matrix=mr_matrix, extra_mr=extra_mr)  # fmt: skip
+                         mr_matrix=mr_matrix, extra_mr=extra_mr, ct_pixel=ct_pixel, ct_slice=ct_slice)  # fmt: skip
     uids = study_uids(seed)
     study_info: dict[str, Any] = {
         "seed": int(seed),
@@ -167,7 +180,10 @@ def generate_study(
             img = np.clip(np.rint(img), 0, 65535).astype(np.uint16)
         if write_dicom:
             write_series(s, img, root / "dicom" / s.name, seed)
-        write_nifti_deterministic(img, s.affine, root / "nifti" / f"{s.name}.nii.gz", label=False)
+        if write_images_nifti:
+            write_nifti_deterministic(
+                img, s.affine, root / "nifti" / f"{s.name}.nii.gz", label=False
+            )
         for key, lab in labels.items():
             write_nifti_deterministic(lab, s.affine, root / "labels" / s.name / f"{key}.nii.gz")
     (root / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
