@@ -34,6 +34,11 @@ class TrainConfig:
     val_cases: int = 4
     foreground_crop_prob: float = 0.9
     level_loss_weight: float = 1.0
+    # Which cached training cases to use (glob), and from which step on: lets a run start on
+    # everything (domain-randomised + realistic) and finish on a subset.
+    train_glob: str = "*.npz"
+    late_train_glob: str = ""
+    late_from_step: int = 0
     architecture: dict[str, Any] = field(
         default_factory=lambda: {
             "type": "monai.networks.nets.UNet",

@@ -144,7 +144,16 @@ def train(
     run = cfg.path("run_dir")
     run.mkdir(parents=True, exist_ok=True)
     cache = cfg.path("cache_dir")
-    train_files = sorted((cache / "train").glob("*.npz"))
+    pattern = cfg.train_glob
+    if cfg.late_train_glob and cfg.late_from_step:
+        done = 0
+        if (run / "checkpoint.pt").exists():
+            done = int(
+                torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["step"]
+            )
+        if done >= cfg.late_from_step:
+            pattern = cfg.late_train_glob
+    train_files = sorted((cache / "train").glob(pattern))
     val_files = sorted((cache / "val").glob("*.npz"))[: cfg.val_cases]
     if not train_files:
         from pipeline.errors import ConfigError
@@ -176,7 +185,7 @@ def train(
     while step < stop:
         if step % 100 == 0 and step:
             # The cache may still be growing (rendered by a parallel job): pick up new cases.
-            more = sorted((cache / "train").glob("*.npz"))
+            more = sorted((cache / "train").glob(pattern))
             if len(more) > len(train_files):
                 known = set(train_files)
                 cases += [load_case(p) for p in more if p not in known]
