@@ -121,7 +121,8 @@ class BuiltinSegmenter:
         t = time.perf_counter()
         nc = len(self.card.classes)
         sem_m = logits[:nc].argmax(0).to(torch.uint8).cpu().numpy()
-        level_est = target_to_level(logits[nc].cpu().numpy()) if logits.shape[0] > nc else None
+        use_learned = self.card.level_estimate == "learned" and logits.shape[0] > nc
+        level_est = target_to_level(logits[nc].cpu().numpy()) if use_learned else None
         vert_m, _, parts_m, conf, uncertain, why = derive_maps(sem_m, on_model.affine, level_est)
         # Level numbers and pedicle sides: dilate one voxel so that source voxels at bone
         # borders (finer than the model grid) still find a number, then sample nearest.

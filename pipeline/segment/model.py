@@ -105,6 +105,7 @@ class ModelCard:
     patch_size: tuple[int, int, int]
     roi_size: tuple[int, int, int]
     cpu_autocast: str
+    level_estimate: str
     weights: str
     sha256: str | None
     raw: dict[str, Any]
@@ -131,6 +132,7 @@ class ModelCard:
                     int(s) for s in raw.get("inference", {}).get("roi_size", raw["patch_size"])
                 ),  # type: ignore[arg-type]
                 cpu_autocast=str(raw.get("inference", {}).get("cpu_autocast", "none")),
+                level_estimate=str(raw.get("inference", {}).get("level_estimate", "learned")),
                 weights=str(raw.get("weights", "model.safetensors")),
                 sha256=raw.get("sha256"),
                 raw=raw,

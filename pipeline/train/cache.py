@@ -79,10 +79,10 @@ def synthetic_source(
         dr = (seed // len(modalities)) % realistic_every != realistic_every - 1
         vol, truth = make_training_pair(
             seed,
-            modality,
+            modality,  # type: ignore[arg-type]
             domain_randomised=dr,
-            spacing_mm=(spacing,) * 3,
-            shape=shape,  # type: ignore[arg-type]
+            spacing_mm=(spacing, spacing, spacing),
+            shape=shape,
         )
         yield f"synth-{'dr' if dr else 'real'}-{modality.lower()}-{seed:06d}", vol, truth
 

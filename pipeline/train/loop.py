@@ -279,6 +279,10 @@ def export(cfg: TrainConfig, net: torch.nn.Module, step: int, run: Path) -> Path
     mpath = run / "metrics.jsonl"
     if mpath.exists():
         val = [json.loads(line) for line in mpath.read_text().splitlines() if "val_dice" in line]
+    # The learned level estimate is used only if validation showed it is informative.
+    mae = (val[-1]["val_dice"].get("level_mae_voxelwise") if val else None) or float("inf")
+    level_mode = "learned" if mae <= 2.0 else "widths"
+    level_why = f"validation voxel-wise level error {mae:.2f} levels; learned is used when <= 2"
     card_path = out / "card.yaml"
     old = yaml.safe_load(card_path.read_text()) if card_path.exists() else {}
     card = {
@@ -304,11 +308,13 @@ def export(cfg: TrainConfig, net: torch.nn.Module, step: int, run: Path) -> Path
             "overlap": 0.25,
             "mode": "gaussian",
             "cpu_autocast": cfg.cpu_autocast,
+            "level_estimate": level_mode,
         },
         "levels": (
             "semantic classes only; vertebra levels from body instances ordered along the column, "
-            "counted up from the sacrum when visible, else estimated from body widths "
-            "(numbering_uncertain) - see pipeline.segment.levels"
+            "counted up from the sacrum when visible, else from the learned level estimate "
+            "(level_estimate: learned) or typical body widths (level_estimate: widths), flagged "
+            f"numbering_uncertain - see pipeline.segment.levels. Chosen: {level_mode} ({level_why})"
         ),
         "training": {
             "recipe": "pipeline.train (spinemet train)",
