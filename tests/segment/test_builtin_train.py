@@ -128,3 +128,17 @@ def test_shipped_training_config_loads() -> None:
     assert cfg.architecture["out_channels"] == 12 and cfg.spacing_mm == 2.0
     with pytest.raises(ConfigError):
         load_train_config("train.yaml", bogus=1)
+
+
+def test_labelled_nifti_cases_enter_the_cache(tmp_path: Path, phantom) -> None:
+    from pipeline.io import write_nifti
+    from pipeline.train.cache import nifti_source
+
+    img, truth = phantom(3, spacing=3.0)
+    write_nifti(img, tmp_path / "case1_ct_image.nii.gz")
+    for key in ("vertebrae", "structures", "parts"):
+        write_nifti(img.with_array(truth[key]), tmp_path / f"case1_ct_{key}.nii.gz", dtype=np.int16)
+    written = build_cache(tmp_path / "cache", nifti_source(tmp_path), 3.0)
+    case = load_case(written[0])
+    assert bool(case["ct"]) and case["sem"].shape == img.shape
+    assert set(np.unique(case["sem"])) >= {1, 2, 3, 4, 5, 6, 10}  # body .. cord, sacrum
