@@ -30,7 +30,7 @@ from pipeline.synth.study import generate_study
 
 TOL_COLLAPSE = 8.0
 TOL_MM = 2.0
-TOL_DEG = 4.0
+TOL_DEG = 5.0
 #: Measured loss below this counts as "no collapse" (height quantisation at 1-2 mm slices).
 NO_COLLAPSE_PP = 15.0
 

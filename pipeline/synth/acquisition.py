@@ -107,7 +107,7 @@ def spine_span(world: World) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def ct_axial(world: World, rng: np.random.Generator, *, orientation: str = "standard", matrix: int = 256,
              pixel: float | None = None, slice_mm: float | None = None, max_slices: int = 200,
-             centre_level: int | None = None) -> Series:  # fmt: skip
+             centre_level: int | None = None, n_slices: int | None = None) -> Series:  # fmt: skip
     """An axial CT stack over the run (0.7-0.9 mm pixels, 1-2 mm slices).
 
     When ``max_slices`` cannot cover the run, the stack is centred on ``centre_level``
@@ -121,7 +121,7 @@ def ct_axial(world: World, rng: np.random.Generator, *, orientation: str = "stan
     lay = world.layout
     zs = [lay.vertebrae[n].centre[2] for n in lay.numbers]
     zext = max(zs) - min(zs) + lay.vertebrae[lay.numbers[0]].height + 10
-    nk = int(min(max_slices, np.ceil(zext / slice_mm)))
+    nk = int(min(max_slices, np.ceil(zext / slice_mm))) if n_slices is None else n_slices
     if nk * slice_mm < zext and centre_level is not None:
         centre = lay.vertebrae[centre_level].centre.copy()
     centre = centre + np.array([0.0, 25.0, 0.0])  # include the posterior elements

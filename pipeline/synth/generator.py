@@ -133,23 +133,21 @@ def random_world(rng: np.random.Generator, opts: StudyOptions | None = None, *,
         epi_level = index if index in EPIDURAL_LEVELS else (int(epi_ok[-1]) if epi_ok else None)
         if epi_level is None:
             grade = "0"
-    # Alignment at the disc below an alignment level; keep it off the collapsed body.
+    # Alignment at the disc below an alignment level A. The disc must not lie between the
+    # index vertebra and its neighbours (A not in {index-1, index}): collapse is defined
+    # against the neighbours, which an angulation or step between them would confound.
     ali_level: int | None = None
     ali_value = 0.0
     if alignment != "normal":
-        ok = [
-            x
-            for x in numbers[1 : n - 2]
-            if abs(numbers.index(x) - numbers.index(index)) >= 2
-            or collapse_kind in ("none", "involved_gt50")
-        ]
+        i_x = numbers.index(index)
+        ok = [x for x in numbers[1 : n - 2] if numbers.index(x) not in (i_x - 1, i_x)]
         if epi_level is not None:
             i_e = numbers.index(epi_level)
-            ok = [x for x in ok if numbers.index(x) != i_e - 1]
+            ok = [x for x in ok if numbers.index(x) not in (i_e - 1, i_e - 2)]
         if not ok:
             alignment = "normal"
         else:
-            ali_level = int(index) if index in ok else int(ok[int(rng.integers(0, len(ok)))])
+            ali_level = int(ok[int(rng.integers(0, len(ok)))])
             lo, hi = C.TRANSLATION_RANGE_MM if alignment == "translation" else C.DEFORMITY_RANGE_DEG
             ali_value = float(rng.uniform(lo, hi))
             if alignment != "translation" and rng.random() < 0.5:

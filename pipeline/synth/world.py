@@ -140,6 +140,8 @@ def _region_tables(world: World) -> dict[str, npt.NDArray[np.float32]]:
         "out_b": (50 * neck + 105 * thorax + 110 * lumbar) * hab,
         "out_post": 45 * neck + 60 * thorax + 70 * lumbar,
         "thorax": thorax,
+        # lung bases fade over T10-T12 (liver and spleen below them at T11/T12)
+        "lung": _smoothstep(lvl, 7.5, 9.0) * (1 - _smoothstep(lvl, 16.5, 19.0)),
         "lumbar": lumbar,
         "neck": neck,
     }
@@ -360,7 +362,7 @@ def _paint_soft(
     p.paint(box, body + s.fat, C.MUSCLE)
     p.paint(box, body + s.fat + s.muscle, C.VISCERA)
     del body
-    thorax = tab["thorax"][idx]
+    thorax = tab["lung"][idx]
     lung_on = thorax > 0.05
     if lung_on.any():
         bw = tab["body_w"][idx]
