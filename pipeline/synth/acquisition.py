@@ -95,14 +95,14 @@ def _finish(aff: np.ndarray, shape: tuple[int, int, int], reverse: bool) -> np.n
     return aff
 
 
-def spine_span(world: World) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def spine_span(world: World) -> tuple[np.ndarray, np.ndarray, float]:
     """Centre of the run's bodies (LPS), the cranio-caudal unit axis and its length (mm)."""
     lay = world.layout
     cs = np.array([lay.vertebrae[n].centre for n in lay.numbers])
     top, bot = cs[0], cs[-1]
     axis = top - bot
     length = float(np.linalg.norm(axis)) + 2 * lay.vertebrae[lay.numbers[0]].height
-    return (top + bot) / 2, axis / np.linalg.norm(axis), length
+    return np.asarray((top + bot) / 2), np.asarray(axis / np.linalg.norm(axis)), length
 
 
 def ct_axial(world: World, rng: np.random.Generator, *, orientation: str = "standard", matrix: int = 256,
@@ -213,7 +213,7 @@ def acquire(
             acc += imgs[0]
             if lab:
                 labels = lab
-        img = acc / n_sub
+        img = (acc / n_sub).astype(np.float32)
         if not labels:
             _, labels = sample_world(world, series.shape, series.affine, [values], h=h)
     if series.modality == "CT":

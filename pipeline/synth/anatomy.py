@@ -13,6 +13,7 @@ here, because it moves the vertebrae; the lesions themselves live in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ from pipeline.synth import config as C
 F64 = npt.NDArray[np.float64]
 
 
-def _interp_table(table: dict[int, tuple[float, ...]], number: int) -> tuple[float, ...]:
+def _interp_table(table: Mapping[int, tuple[float, ...]], number: int) -> tuple[float, ...]:
     """Linear interpolation of a per-level table at VerSe ``number`` (T13/L6 mapped)."""
     n = {28: 19.5, 25: 24.5}.get(number, float(number))
     keys = sorted(table)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from pipeline.synth.acquisition import Series
 
@@ -22,17 +22,17 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 
-def synth_uid(*parts: str) -> str:
+def synth_uid(*parts: str) -> UID:
     """Deterministic ``2.25.`` UID (ITU-T X.667 integer form) from ``parts``."""
     digest = hashlib.sha256("\x1f".join(("spinemet-synth", *parts)).encode()).digest()
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+    return UID("2.25." + str(int.from_bytes(digest[:16], "big")))
 
 
 #: Fixed implementation UID so file meta is stable across pydicom versions.
 IMPLEMENTATION_UID = synth_uid("implementation")
 
 
-def study_uids(seed: int) -> dict[str, str]:
+def study_uids(seed: int) -> dict[str, UID]:
     """Study and frame-of-reference UIDs of the synthetic study ``seed``."""
     return {
         "study": synth_uid(str(seed), "study"),
@@ -71,7 +71,7 @@ def write_series(series: Series, image: np.ndarray, out_dir: Path, seed: int) ->
     for k in range(series.shape[2]):
         sop_uid = synth_uid(str(seed), series.name, str(k))
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE if is_ct else MR_IMAGE_STORAGE
+        meta.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE if is_ct else MR_IMAGE_STORAGE)
         meta.MediaStorageSOPInstanceUID = sop_uid
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = IMPLEMENTATION_UID

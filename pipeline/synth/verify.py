@@ -35,9 +35,9 @@ class EsccMeasure:
     csf_next_to_cord_at_worst: int
 
 
-def _slice_xy(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _slice_xy(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[float, float]:
     sp = np.linalg.norm(affine[:3, :3], axis=0)
-    return sp[0], sp[1]
+    return float(sp[0]), float(sp[1])
 
 
 def _hull_deficit_mm(mask2d: npt.NDArray[np.bool_], sx: float, sy: float) -> float:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +39,7 @@ from pipeline.synth import config as C
 from pipeline.synth.anatomy import SpineLayout, VertebraGeom
 from pipeline.synth.pathology import Epidural, Lesion, extent, severity
 
-F32 = npt.NDArray[np.float32]
+F32 = npt.NDArray[Any]
 
 
 @dataclass
@@ -634,7 +635,7 @@ def _local_subbox(
     v: VertebraGeom,
     lo: np.ndarray,
     hi: np.ndarray,
-    inv: np.ndarray,
+    inv: tuple[np.ndarray, np.ndarray],
     box: tuple[slice, slice, slice],
 ) -> tuple[slice, slice, slice] | None:
     """Sub-box (relative to ``box``) of grid voxels that may lie in a local AABB."""
