@@ -71,6 +71,7 @@ class StudyComparison:
     levels_invented: list[str]
     components: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
     collapse: list[tuple[float, float | None]] = field(default_factory=list)
+    collapse_in_view: list[tuple[float, float | None]] = field(default_factory=list)
     translation: list[tuple[float, float | None]] = field(default_factory=list)
     per_level_grades: list[tuple[str, str | None]] = field(default_factory=list)
 
@@ -84,6 +85,7 @@ def compare_study(name: str, report: dict[str, Any], truth: dict[str, Any]) -> S
     rv = {_norm_level(v["level"]): v for v in report.get("vertebrae", [])}
     comps: dict[str, list[tuple[Any, Any]]] = {c: [] for c in COMPONENTS}
     col: list[tuple[float, float | None]] = []
+    colv: list[tuple[float, float | None]] = []
     tra: list[tuple[float, float | None]] = []
     for tv in truth.get("vertebrae", []):
         lv = _norm_level(tv["level"])
@@ -94,14 +96,19 @@ def compare_study(name: str, report: dict[str, Any], truth: dict[str, Any]) -> S
             tra.append((float(tm["translation_mm"]), pm.get("translation_mm")))
         if not tv.get("involved"):
             continue
+        full = pv is not None and not pv.get("partly_in_view", False)
         for c in COMPONENTS:
             t = (tv.get("sins") or {}).get(c)
             if t is None:
                 continue
             p = ((pv or {}).get("sins") or {}).get(c)
             comps[c].append((t, p))
+            if full:
+                comps.setdefault(f"{c}_in_view", []).append((t, p))
         if tm.get("collapse_pct") is not None:
             col.append((float(tm["collapse_pct"]), pm.get("collapse_pct")))
+            if full:
+                colv.append((float(tm["collapse_pct"]), pm.get("collapse_pct")))
     te, pe = truth.get("escc") or {}, report.get("escc") or {}
     plg = [
         (g, (pe.get("per_level") or {}).get(lv)) for lv, g in (te.get("per_level") or {}).items()
@@ -115,6 +122,7 @@ def compare_study(name: str, report: dict[str, Any], truth: dict[str, Any]) -> S
         levels_invented=invented,
         components=comps,
         collapse=col,
+        collapse_in_view=colv,
         translation=tra,
         per_level_grades=plg,
     )
@@ -134,7 +142,7 @@ def _metrics(studies: Sequence[StudyComparison]) -> dict[str, float | None]:
     pl = [(t, p) for s in studies for t, p in s.per_level_grades]
     if pl:
         m["bilsky_per_level_exact"] = float(np.mean([t == p for t, p in pl]))
-    for c in COMPONENTS:
+    for c in (*COMPONENTS, *(f"{x}_in_view" for x in COMPONENTS)):
         pairs = [x for s in studies for x in s.components.get(c, [])]
         m[f"sins_{c}_accuracy"] = float(np.mean([t == p for t, p in pairs])) if pairs else None
         m[f"sins_{c}_coverage"] = (
@@ -143,6 +151,10 @@ def _metrics(studies: Sequence[StudyComparison]) -> dict[str, float | None]:
     col = [x for s in studies for x in s.collapse]
     m["collapse_within_10"] = (
         float(np.mean([p is not None and abs(p - t) <= 10 for t, p in col])) if col else None
+    )
+    colv = [x for s in studies for x in s.collapse_in_view]
+    m["collapse_within_10_in_view"] = (
+        float(np.mean([p is not None and abs(p - t) <= 10 for t, p in colv])) if colv else None
     )
     m["collapse_mae"] = (
         float(np.mean([abs(p - t) for t, p in col if p is not None])) if col else None

@@ -121,6 +121,9 @@ def _collapse(
     maxd = int(cfg["max_reference_distance"])
     for i, g in enumerate(geos):
         h = heights.get(g.label)
+        if g.cut_by_fov:
+            out[g.label] = (None, "vertebra cut by the edge of the field of view", "not_assessable")
+            continue
         if h is None:
             out[g.label] = (None, "body heights not measurable", "not_assessable")
             continue
@@ -130,7 +133,11 @@ def _collapse(
                 geos[i + side * k] for k in range(1, maxd + 1) if 0 <= i + side * k < len(geos)
             ]
             # C1 has no body and C2 carries the dens: neither is a height reference
-            cands = [c for c in cands if heights.get(c.label) is not None and c.label > 2]
+            cands = [
+                c
+                for c in cands
+                if heights.get(c.label) is not None and c.label > 2 and not c.cut_by_fov
+            ]
             intact = [c for c in cands if not involved.get(c.label)]
             pick = intact[0] if intact else (cands[0] if cands else None)
             if pick is not None:
@@ -287,6 +294,7 @@ def extract_features(
             alignment=al,
             posterolateral=pl,
             measurements=meas,
+            partly_in_view=g.cut_by_fov,
         )
         for name in ("location", "lesion", "collapse", "alignment", "posterolateral"):
             f: Finding = getattr(vf, name)
@@ -297,6 +305,8 @@ def extract_features(
             f"{les_ml:.2f} ml osseous lesion (threshold {inv_cfg['min_lesion_ml']} ml)"
         )
         vf.why["frame"] = g.frame_source
+        if g.cut_by_fov:
+            vf.why["involvement"] += "; vertebra cut by the edge of the field of view (partly seen)"
         out.append(vf)
 
     # epidural compression

@@ -70,6 +70,7 @@ class VertebraGeometry:
     a: FArr = field(default_factory=lambda: PATIENT_A.copy())
     s: FArr = field(default_factory=lambda: PATIENT_S.copy())
     frame_source: str = "patient axes"
+    cut_by_fov: bool = False
 
     @property
     def body_mask(self) -> npt.NDArray[np.bool_]:
@@ -125,6 +126,12 @@ def vertebra_geometries(
         cen = pts.mean(axis=0)
         body = pv == L.BODY if np.any(pv == L.BODY) else np.ones(len(pv), bool)
         geos[lab] = VertebraGeometry(lab, L.level_name(lab), ijk, pv, pts, cen, pts[body].mean(0))
+        # a body touching the edge of the image is only partly seen (processes cut by a
+        # tight in-plane field of view do not matter for the body's measurements)
+        bi = ijk[body]
+        geos[lab].cut_by_fov = bool(
+            np.any(bi.min(0) == 0) or np.any(bi.max(0) == np.array(vert.shape) - 1)
+        )
     ordered = [geos[n] for n in L.CRANIOCAUDAL_ORDER if n in geos]
     _assign_frames(ordered)
     return ordered

@@ -40,6 +40,7 @@ class VertebraFeatures:
     alignment: Finding
     posterolateral: Finding
     measurements: dict[str, float | None] = field(default_factory=dict)
+    partly_in_view: bool = False
     provenance: dict[str, str] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)
 

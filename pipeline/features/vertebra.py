@@ -138,7 +138,14 @@ def lesion_quality_ct(
         use = np.ones(len(idx), dtype=bool)
     hu = np.asarray(ct)[tuple(idx[use].T)].astype(np.float64)
     d = hu - reference_hu
-    lytic = float(np.mean(d < -cfg["lytic_delta_hu"]))
+    # lytic: closer to soft tissue than to the patient's bone (or far below the bone);
+    # low-density (osteoporotic) bone leaves little room between the two
+    soft = float(cfg.get("soft_tissue_hu", 40.0))
+    lytic_thr = max(
+        reference_hu - cfg["lytic_delta_hu"],
+        soft + cfg.get("lytic_fraction", 0.5) * (reference_hu - soft),
+    )
+    lytic = float(np.mean(hu < lytic_thr))
     blastic = float(np.mean(d > cfg["blastic_delta_hu"]))
     meas = {
         "lesion_median_hu": float(np.median(hu)),
@@ -233,7 +240,13 @@ def posterolateral(
         )
         side_mm3["left"] += float(np.sum(lesion & cv & (lat > 0))) * voxel_mm3
         side_mm3["right"] += float(np.sum(lesion & cv & (lat < 0))) * voxel_mm3
-    sides = [s for s, v in side_mm3.items() if v >= cfg["min_side_mm3"]]
+    # "replacement with tumour": a share of the side's pedicle, not a rim invaded from the body
+    ped_mm3 = {
+        "left": float(np.sum(geo.parts == L.PEDICLE_L)) * voxel_mm3,
+        "right": float(np.sum(geo.parts == L.PEDICLE_R)) * voxel_mm3,
+    }
+    frac = float(cfg.get("min_side_fraction", 0.0))
+    sides = [s for s, v in side_mm3.items() if v >= max(cfg["min_side_mm3"], frac * ped_mm3[s])]
     value = {0: "none", 1: "unilateral", 2: "bilateral"}[len(sides)]
     why = (
         f"tumour in the {' and '.join(sides)} pedicle/facet/costovertebral region"

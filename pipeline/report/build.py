@@ -86,6 +86,7 @@ def vertebra_entry(v: VertebraFeatures) -> dict[str, Any]:
         "level": level,
         "label": v.label,
         "involved": v.involved,
+        "partly_in_view": v.partly_in_view,
         "sins": {
             "levels": [level],
             "location": v.location.value,
