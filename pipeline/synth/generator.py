@@ -112,7 +112,14 @@ def random_world(rng: np.random.Generator, opts: StudyOptions | None = None, *,
         numbers = level_run(first, last)
     n = len(numbers)
     grade = _pick(rng, C.GRADES, opts.grade)
-    lesion_type = _pick(rng, LESION_TYPES, opts.lesion_type)
+    needs_lesion = (opts.grade not in (None, "0") or opts.collapse not in (None, "none")
+                    or opts.posterolateral not in (None, "none"))  # fmt: skip
+    if opts.lesion_type == "none" and needs_lesion:
+        raise ValueError(
+            "lesion_type 'none' contradicts the requested grade / collapse / posterolateral"
+        )
+    types = LESION_TYPES[:3] if needs_lesion else LESION_TYPES
+    lesion_type = _pick(rng, types, opts.lesion_type)
     collapse_kind = _pick(rng, COLLAPSE_KINDS, opts.collapse)
     alignment = _pick(rng, ALIGNMENTS, opts.alignment)
     postero = _pick(rng, POSTEROLATERAL, opts.posterolateral)
