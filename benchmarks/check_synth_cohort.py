@@ -109,10 +109,14 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=60)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", default=None, help="write the per-study results here")
+    ap.add_argument("--start", type=int, default=0, help="first study index (to split a run)")
+    ap.add_argument("--stop", type=int, default=None, help="stop before this study index")
     args = ap.parse_args()
     rows = []
     t0 = time.time()
     for k, (seed, opts, modality) in enumerate(cohort_plan(args.n, args.seed)):
+        if k < args.start or (args.stop is not None and k >= args.stop):
+            continue
         r = check(seed, opts, modality)
         rows.append(r)
         grades = " ".join(f"{key[6:]}={v}" for key, v in r.items() if key.startswith("grade_"))

@@ -107,7 +107,7 @@ def spine_span(world: World) -> tuple[np.ndarray, np.ndarray, float]:
 
 def ct_axial(world: World, rng: np.random.Generator, *, orientation: str = "standard", matrix: int = 256,
              pixel: float | None = None, slice_mm: float | None = None, max_slices: int = 200,
-             centre_level: int | None = None, n_slices: int | None = None) -> Series:  # fmt: skip
+             centre_level: int | list[int] | None = None, n_slices: int | None = None) -> Series:  # fmt: skip
     """An axial CT stack over the run (0.7-0.9 mm pixels, 1-2 mm slices).
 
     When ``max_slices`` cannot cover the run, the stack is centred on ``centre_level``
@@ -121,9 +121,15 @@ def ct_axial(world: World, rng: np.random.Generator, *, orientation: str = "stan
     lay = world.layout
     zs = [lay.vertebrae[n].centre[2] for n in lay.numbers]
     zext = max(zs) - min(zs) + lay.vertebrae[lay.numbers[0]].height + 10
+    if n_slices is None and zext / slice_mm > max_slices:  # thicker slices before cropping
+        slice_mm = next(
+            (s for s in (1.25, 1.5, 2.0, 2.5, 3.0) if zext / s <= max_slices and s > slice_mm),
+            slice_mm,
+        )
     nk = int(min(max_slices, np.ceil(zext / slice_mm))) if n_slices is None else n_slices
     if nk * slice_mm < zext and centre_level is not None:
-        centre = lay.vertebrae[centre_level].centre.copy()
+        levels = [centre_level] if isinstance(centre_level, int) else centre_level
+        centre = np.mean([lay.vertebrae[n].centre for n in levels], axis=0)
     centre = centre + np.array([0.0, 25.0, 0.0])  # include the posterior elements
     row, col, rev = _orient(
         rng, np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), orientation, np.array([1.0, 0, 0])
@@ -143,7 +149,7 @@ def mr_sagittal(world: World, rng: np.random.Generator, contrast: str = "T2", *,
     centre, axis, length = spine_span(world)
     thick = float(rng.choice([3.0, 3.5, 4.0]))
     pixel = float(np.clip((length + 40) / matrix, 0.6, 1.2))
-    nk = int(rng.integers(13, 18))
+    nk = int(rng.integers(15, 20))
     centre = centre + np.array([0.0, 20.0, 0.0])
     row, col, rev = _orient(
         rng, np.array([0, 1.0, 0]), np.array([0, 0, -1.0]), orientation, np.array([0, 1.0, 0])

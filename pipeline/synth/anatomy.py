@@ -212,7 +212,7 @@ def build_layout(
     kappa = np.where(kappa < 0, -amp[-1], amp[1]) * gain
     ker = np.exp(-0.5 * (np.arange(-60, 61) * ds / 12.0) ** 2)
     kappa = np.convolve(np.pad(kappa, 60, mode="edge"), ker / ker.sum(), mode="valid")
-    lat = rng.uniform(-0.02, 0.02) * np.sin(ss / rng.uniform(150, 300) + rng.uniform(0, 6))
+    lat = rng.uniform(-0.01, 0.01) * np.sin(ss / rng.uniform(150, 300) + rng.uniform(0, 6))
     phi = np.cumsum(kappa) * ds
     psi = np.cumsum(lat) * ds
     # Focal angulation: a smooth step across the disc below the level.
@@ -229,7 +229,7 @@ def build_layout(
     # Centre the angles so the middle of the run is roughly vertical, tilted randomly.
     mid = len(ss) // 2
     phi = phi - phi[mid] + rng.uniform(-8, 8)
-    psi = psi - psi[mid] + rng.uniform(-4, 4)
+    psi = psi - psi[mid] + rng.uniform(-1.5, 1.5)
     frames = np.empty((len(ss), 3, 3))
     for i, (a, b) in enumerate(zip(np.radians(phi), np.radians(psi), strict=True)):
         # Positive phi tilts the tangent anteriorly (-y): kyphosis for a rising phi.

@@ -80,6 +80,9 @@ def plan_series(
         )
 
     out: list[Series] = []
+    key_levels = [
+        x for x in (plan.index_level, plan.epidural_level, plan.alignment_level) if x is not None
+    ]
     if modality in ("CT", "both"):
         out.append(
             ct_axial(
@@ -90,7 +93,7 @@ def plan_series(
                 max_slices=ct_max_slices,
                 pixel=ct_pixel,
                 slice_mm=ct_slice,
-                centre_level=plan.index_level,
+                centre_level=key_levels,
             )  # fmt: skip
         )
     if modality in ("MR", "both"):

@@ -136,7 +136,7 @@ def _points(mask: npt.NDArray[np.bool_], affine: np.ndarray) -> np.ndarray:
 def vertebra_frame(
     vert: np.ndarray, parts: np.ndarray, affine: np.ndarray, number: int
 ) -> Frame | None:
-    """Frame from the pedicles (left - right) and posterior elements; origin at the body centroid."""
+    """Frame from the pedicles (left - right) and body -> pedicles (AP); origin at the body centroid."""
     m = vert == number
     pts = {c: _points(m & (parts == c), affine) for c in (BODY, PEDICLE_L, PEDICLE_R, POSTERIOR)}
     if any(len(p) < 5 for p in pts.values()):
@@ -145,8 +145,9 @@ def vertebra_frame(
     ped_l, ped_r = pts[PEDICLE_L].mean(axis=0), pts[PEDICLE_R].mean(axis=0)
     lat = ped_l - ped_r
     lat /= np.linalg.norm(lat)
-    # AP from the pedicles to the posterior elements: independent of body collapse.
-    ap = pts[POSTERIOR].mean(axis=0) - (ped_l + ped_r) / 2
+    # AP from the body to the pedicles: posterior elements of neighbours touch at the
+    # facets (and overlap under angulation or translation), so they would tilt the frame.
+    ap = (ped_l + ped_r) / 2 - body
     ap -= lat * (ap @ lat)
     ap /= np.linalg.norm(ap)
     return Frame(body, lat, ap, np.cross(lat, ap))
