@@ -314,7 +314,7 @@ def run_study(
         files = []
         for name in NATIVE_LABELS:
             lab = getattr(seg, name)
-            write_nifti(lab, out_dir / f"{name}.nii.gz", dtype=np.int16)
+            write_nifti(lab, out_dir / f"{name}.nii.gz", dtype=np.uint8)  # codes < 256
             files.append(f"{name}.nii.gz")
         files += _write_report_files(out_dir, report, vol, seg, features, write_images)
         return files

@@ -72,10 +72,16 @@ def _run(args: argparse.Namespace) -> int:
     sins = s.get("sins_total") if s.get("sins_total") is not None else s.get("sins_total_range")
     print(f"levels: {', '.join(r['levels'])}")
     print(f"involved: {', '.join(r['summary']['involved_levels']) or 'none'}")
-    print(f"Bilsky worst: {e['worst_grade']} at {e['worst_level'] or '-'} ({e.get('provenance')})")
-    print(
-        f"SINS ({r['summary'].get('index_level') or '-'}): {sins} {s.get('sins_category') or ''}".rstrip()
-    )
+    where = f" at {e['worst_level']}" if e.get("worst_level") else ""
+    if e.get("worst_grade") is None:
+        print(f"Bilsky: not assessable ({e.get('why')})")
+    else:
+        print(f"Bilsky worst: {e['worst_grade']}{where} ({e.get('provenance')})")
+    if r["summary"].get("index_level"):
+        cat = s.get("sins_category") or ""
+        print(f"SINS ({r['summary']['index_level']}): {sins} {cat}".rstrip())
+    else:
+        print("SINS: no involved vertebra")
     if s.get("recommendation"):
         print(f"recommendation: {s['recommendation']}")
     print(f"report: {res.out_dir / 'report.html'}")

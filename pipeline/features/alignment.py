@@ -78,7 +78,14 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
     ] = []
     for u, w in zip(geos[:-1], geos[1:], strict=True):
         # C1 has no body; the sacrum's posterior wall does not continue the lumbar one
-        if not adjacent(u, w) or u.body_mask.sum() < 10 or w.body_mask.sum() < 10 or w.label == 26:
+        if (
+            not adjacent(u, w)
+            or u.body_mask.sum() < 10
+            or w.body_mask.sum() < 10
+            or w.label == 26
+            or u.cut_by_fov  # a partly seen body has no reliable wall or axis
+            or w.cut_by_fov
+        ):
             raw.append(None)
             continue
         axis = u.s + w.s

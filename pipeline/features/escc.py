@@ -135,11 +135,19 @@ def _planes(
         proj = (g.points - centre) @ g.s
         s_hi = float(np.percentile(proj, 99))
         s_lo = float(np.percentile(proj, 1))
-        # extend to the middle of each disc so disc-level compression is seen
-        if i > 0:
-            s_hi = max(s_hi, float((0.5 * (geos[i - 1].centroid + g.centroid) - centre) @ g.s))
+        # The disc below belongs to this level (as in alignment: a finding at a disc is
+        # attributed to the vertebra above it); the first vertebra in view also takes the
+        # half disc above it, whose own vertebra is not seen.
+        if i == 0 and len(geos) > 1:
+            s_hi = max(
+                s_hi,
+                s_hi
+                + 0.5
+                * max(0.0, float((geos[0].centroid - geos[1].centroid) @ g.s) - (s_hi - s_lo)),
+            )
         if i + 1 < len(geos):
-            s_lo = min(s_lo, float((0.5 * (geos[i + 1].centroid + g.centroid) - centre) @ g.s))
+            nxt_top = float(np.percentile((geos[i + 1].points - centre) @ g.s, 99))
+            s_lo = min(s_lo, nxt_top)
         offsets = np.arange(math.ceil(s_lo / step), math.floor(s_hi / step) + 1) * step
         for off in offsets:
             origin = centre + off * g.s
@@ -319,8 +327,11 @@ def grade_escc(
     if not geos:
         return EsccResult({}, None, None, "not_assessable", "no vertebra found")
     present = set(np.unique(st).tolist())
-    if L.SAC not in present and L.CORD not in present:
-        return EsccResult({}, None, None, "not_assessable", "no thecal sac or cord segmented")
+    if L.SAC not in present:
+        why_na = "no thecal sac segmented" + (" (cord only)" if L.CORD in present else "")
+        return EsccResult(
+            {}, None, None, "not_assessable", why_na + ": epidural compression not assessable"
+        )
     tum = st == L.EPIDURAL
     comps = None
     if tum.any():
@@ -337,6 +348,7 @@ def grade_escc(
     refs: dict[str, tuple[dict[str, float], bool]] = {}
     slices: list[SliceMeasurement] = []
     per_level: dict[str, str] = {lv: "0" for lv in order}
+    vidx = {lv: k for k, lv in enumerate(order)}
     measured: list[tuple[_Plane, SliceMeasurement]] = []
     for p in planes:
         if p.level not in tumour_levels or (p.labels == L.EPIDURAL).sum() < min_px:
@@ -347,8 +359,8 @@ def grade_escc(
         slices.append(m)
         measured.append((p, m))
     # One connected epidural mass is one finding: it is graded at the level holding its
-    # largest cross-section (a mass centred at T10 that tapers into the T9 slab is a T10
-    # finding), with the worst grade seen on any slice through it.
+    # largest share of the mass (a mass centred at T10 that tapers into the T9 slab is a
+    # T10 finding), with the worst grade seen on any slice through it.
     runs: dict[int, list[tuple[_Plane, SliceMeasurement, int]]] = {}
     for p, m in measured:
         ids, cnt = np.unique(p.comp[p.comp > 0], return_counts=True)
@@ -361,7 +373,10 @@ def grade_escc(
     worst_home: str | None = None
     for c in sorted(runs):
         run = runs[c]
-        home = max(run, key=lambda pm: pm[2])[1].level
+        vol: dict[str, int] = {}
+        for _p, mm, n in run:
+            vol[mm.level] = vol.get(mm.level, 0) + n
+        home = max(vol, key=lambda lv: (vol[lv], -vidx[lv]))
         top_p, top_m, _ = max(run, key=lambda pm: (grade_index(pm[1].grade), pm[1].tumour_area_mm2))
         if grade_index(top_m.grade) > grade_index(per_level[home]):
             per_level[home] = top_m.grade

@@ -81,7 +81,9 @@ def _alignment_for(
             return Finding(
                 "normal", "estimated", "no vertebra below in view; aligned with the one above"
             ), meas_na
-        return Finding.na("no vertebra below in the field of view"), meas_na
+        return Finding.na(
+            "no measurable segment below (next vertebra absent or only partly seen)"
+        ), meas_na
     p = below[0]
     meas: dict[str, float | None] = {
         "translation_mm": round(p.translation_mm, 2),

@@ -13,7 +13,7 @@ from pipeline.io.volume import Volume
 ORIENTATIONS = ["axial", "axial_flipped", "sagittal", "oblique"]
 
 
-def _run(ph, kind="axial", modality="CT", fov=(50.0, 60.0, 140.0), centre=(0.0, 0.0, 8.0), **kw):
+def _run(ph, kind="axial", modality="CT", fov=(50.0, 90.0, 140.0), centre=(0.0, 0.0, 8.0), **kw):
     shape, aff = grid(kind, 1.0, fov=fov, centre=centre)
     r = render(ph, shape, aff)
     img = Volume(r["ct"] if modality == "CT" else r["ct"] * 0 + 100.0, aff, modality)
@@ -65,7 +65,7 @@ def test_right_pedicle_is_reported_right():
     ph = default_phantom(15, 4)
     ph.vertebrae[1].lesion, ph.vertebrae[1].lesion_where = "blastic", ("right_pedicle",)
     for kind in ("axial_flipped", "oblique"):
-        f, _ = _run(ph, kind, fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0))
+        f, _ = _run(ph, kind, fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
         v = f.vertebra("T9")
         assert v.posterolateral.value == "unilateral"
         assert v.measurements["posterolateral_right_mm3"] > 50
@@ -79,7 +79,7 @@ def test_bilsky_grades_on_phantom(grade):
     f, _ = _run(
         ph,
         "oblique" if grade in ("1b", "3") else "axial",
-        fov=(50.0, 60.0, 110.0),
+        fov=(50.0, 76.0, 110.0),
         centre=(0.0, 0.0, 21.0),
     )
     assert f.escc.per_level["T9"] == grade
@@ -97,7 +97,7 @@ def test_escc_on_axial_t2_is_measured_and_mr_quality_not_assessable():
         ph,
         "axial",
         "MR",
-        fov=(50.0, 60.0, 110.0),
+        fov=(50.0, 76.0, 110.0),
         centre=(0.0, 0.0, 21.0),
         escc_source="mr_axial_t2",
     )
@@ -111,7 +111,7 @@ def test_escc_on_axial_t2_is_measured_and_mr_quality_not_assessable():
 def test_lesion_quality_against_own_bone(quality):
     ph = default_phantom(15, 4)
     ph.vertebrae[2].lesion = quality
-    f, _ = _run(ph, "axial", fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0))
+    f, _ = _run(ph, "axial", fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
     v = f.vertebra("T10")
     assert v.lesion.value == quality
     assert v.measurements["reference_hu"] == pytest.approx(220.0)
@@ -120,7 +120,7 @@ def test_lesion_quality_against_own_bone(quality):
 def test_body_involvement_over_half_without_collapse():
     ph = default_phantom(15, 4)
     ph.vertebrae[1].lesion, ph.vertebrae[1].lesion_body_fraction = "lytic", 0.7
-    f, _ = _run(ph, "axial", fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0))
+    f, _ = _run(ph, "axial", fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
     v = f.vertebra("T9")
     assert v.measurements["body_involvement_pct"] > 55
     assert v.collapse.value == "no_collapse_gt50_involved"
@@ -146,7 +146,7 @@ def test_collapse_over_half_and_focal_kyphosis():
 def test_no_parts_map_makes_posterolateral_not_assessable():
     ph = default_phantom(15, 3)
     ph.vertebrae[1].lesion = "lytic"
-    shape, aff = grid("axial", 1.0, fov=(50.0, 60.0, 90.0), centre=(0.0, 0.0, 34.0))
+    shape, aff = grid("axial", 1.0, fov=(50.0, 76.0, 90.0), centre=(0.0, 0.0, 34.0))
     r = render(ph, shape, aff)
     f = extract_features(Volume(r["ct"], aff, "CT"), r["vertebrae"], r["structures"], None)
     v = f.vertebra("T9")
@@ -174,16 +174,16 @@ def test_config_tolerances_change_the_answer():
     ph.vertebrae[1].lesion_where = ("body",)
     ph.vertebrae[1].lesion_body_fraction = 0.05
     cfg = load_config(overrides={"involvement": {"min_lesion_ml": 50.0}})
-    f, _ = _run(ph, "axial", fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0), config=cfg)
+    f, _ = _run(ph, "axial", fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0), config=cfg)
     assert f.involved_levels == []
-    f, _ = _run(ph, "axial", fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0))
+    f, _ = _run(ph, "axial", fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
     assert f.involved_levels == ["T9"]
 
 
 def test_deterministic():
     ph = default_phantom(15, 3)
     ph.vertebrae[1].escc, ph.vertebrae[1].lesion = "2", "mixed"
-    kw = {"fov": (50.0, 60.0, 85.0), "centre": (0.0, 0.0, 34.0)}
+    kw = {"fov": (50.0, 76.0, 85.0), "centre": (0.0, 0.0, 34.0)}
     a, _ = _run(ph, "oblique", **kw)
     b, _ = _run(ph, "oblique", **kw)
     assert [v.measurements for v in a.vertebrae] == [v.measurements for v in b.vertebrae]

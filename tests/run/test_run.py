@@ -27,7 +27,7 @@ def phantom_study(tmp_path_factory):
     ph = default_phantom(15, 4)
     t9 = ph.vertebrae[1]
     t9.lesion, t9.lesion_where, t9.escc, t9.wedge = "lytic", ("body", "left_pedicle"), "2", 0.35
-    shape, aff = grid("oblique", 1.0, fov=(50.0, 60.0, 110.0), centre=(0.0, 0.0, 21.0))
+    shape, aff = grid("oblique", 1.0, fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
     r = render(ph, shape, aff)
     write_nifti(Volume(r["ct"], aff, "CT"), d / "ct.nii.gz")
     for k in ("vertebrae", "structures", "parts"):
