@@ -237,6 +237,19 @@ def build_layout(
     tang = frames[:, :, 2]
     pts = np.cumsum(tang * ds, axis=0)
     pts -= pts[0]
+    # Focal kyphosis bends the canal line; the bodies sit ~canal_y in front of it, so the
+    # bend alone would drive the anterior bodies into each other. Lift everything above
+    # the disc along the tangent by theta * canal_y: the pivot moves to the body centres.
+    for n, deg in kyphosis.items():
+        m = disc_mid[n]
+        half = max(sizes[n][3] / 2, 1.0)
+        step = np.clip((ss - (m - half)) / (2 * half), 0, 1)
+        step = step * step * (3 - 2 * step)
+        lower = caudal[caudal.index(n) - 1]
+        c_ap = _interp_table(C.CANAL_TABLE, lower)[1]
+        lift = np.radians(abs(deg)) * (0.75 * sizes[lower][2] / 2 + c_ap)
+        i_low = int(round(sum(seg[lower]) / 2 / ds))
+        pts = pts + (lift * step)[:, None] * tang[i_low][None, :]
     # Translation: shift everything above the disc along the lower level's AP axis.
     for n, mm in translation.items():
         m = disc_mid[n]

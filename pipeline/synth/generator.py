@@ -157,7 +157,8 @@ def random_world(rng: np.random.Generator, opts: StudyOptions | None = None, *,
             ali_level = int(ok[int(rng.integers(0, len(ok)))])
             lo, hi = C.TRANSLATION_RANGE_MM if alignment == "translation" else C.DEFORMITY_RANGE_DEG
             ali_value = float(rng.uniform(lo, hi))
-            if alignment != "translation" and rng.random() < 0.5:
+            # Kyphosis is a flexion deformity (positive); scoliosis goes either way.
+            if alignment != "translation" and rng.random() < 0.5 and alignment == "scoliosis":
                 ali_value = -ali_value
     collapse_pct = 0.0
     wedge = False
