@@ -117,7 +117,7 @@ def render_html(report: dict[str, Any], sagittal: bytes | None, axial: bytes | N
     )
     parts.append(
         f"<div class='card'><div class='sub'>Epidural compression (Bilsky), worst level</div>"
-        f"<div class='big {'hi' if hi_grade else 'ok'}'>{_e(grade if grade is not None else 'n/a')}"
+        f"<div class='big {'hi' if hi_grade else ('ok' if grade is not None else '')}'>{_e(grade if grade is not None else 'n/a')}"
         f"{' at ' + _e(e.get('worst_level')) if e.get('worst_level') else ''}</div>"
         f"<div class='sub'>{_prov(e.get('provenance'))} {_e(e.get('why'))}</div></div>"
     )
