@@ -82,8 +82,19 @@ def check(seed: int, opts, modality: str) -> dict:  # type: ignore[no-untyped-de
         tcat = "gt50" if tc > 50 else ("lt50" if tc > 0 else "none")
         if (tc == 0 and cat != "none") or (tc > 0 and (abs(col - tc) > tol_c or cat != tcat)):
             out["fail"].append(f"collapse {col:.1f} vs {tc:.1f}")
-    a = plan.alignment_level or plan.index_level
+    # Alignment level; for normal studies a level whose three segments avoid the collapsed
+    # index vertebra (a collapsed body's centroid moves, which tilts its measured frame).
+    if plan.alignment_level is not None:
+        a = plan.alignment_level
+    else:
+        ok = [
+            n
+            for k2, n in enumerate(nums)
+            if k2 >= 1 and k2 + 2 < len(nums) and (k2 - 1 > i or k2 + 2 < i)
+        ]
+        a = ok[0] if ok else plan.index_level
     j = nums.index(a)
+    out["alignment_checked_at"] = int(a)
     if j + 2 < len(nums):
         tr = V.measure_translation(vert, parts, aff, a, nums[j + 1], nums[j + 2])
         fa = V.focal_angles(vert, parts, aff, nums, a) if j >= 1 else None
