@@ -143,7 +143,7 @@ class BuiltinSegmenter:
                     on_model.affine,
                     sub_affine,
                     sub_shape,
-                    reduce=lambda c: c.argmax(0).to(torch.uint8),
+                    reduce=channel_argmax,
                 )
                 .cpu()
                 .numpy()
@@ -185,6 +185,17 @@ class BuiltinSegmenter:
             "warnings": [why] if uncertain else [],
         }
         return SpineSegmentation(maps[0], maps[1], maps[2], conf, uncertain, meta)
+
+
+def channel_argmax(c: torch.Tensor) -> torch.Tensor:
+    """argmax over dim 0 as uint8, by a running maximum (a strided argmax is slow on CPU)."""
+    best = c[0].clone()
+    arg = torch.zeros(c.shape[1:], dtype=torch.uint8, device=c.device)
+    for ch in range(1, c.shape[0]):
+        better = c[ch] > best
+        best = torch.where(better, c[ch], best)
+        arg[better] = ch
+    return arg
 
 
 def _source_box(

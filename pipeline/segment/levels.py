@@ -89,22 +89,49 @@ def body_instances(
 
 
 def grow_labels(
-    seeds: npt.NDArray[np.integer], mask: npt.NDArray[np.bool_], max_iter: int = 200
+    seeds: npt.NDArray[np.integer], mask: npt.NDArray[np.bool_], max_iter: int = 60
 ) -> npt.NDArray[np.int32]:
-    """Propagate seed labels into ``mask`` one voxel layer at a time (geodesic growth)."""
-    lab = np.where(mask | (seeds > 0), seeds, 0).astype(np.int32)
+    """Propagate seed labels into ``mask`` one voxel layer at a time (geodesic growth).
+
+    Works inside the bounding box of mask and seeds (most of a CT is background).
+    """
+    out = np.where(mask | (seeds > 0), seeds, 0).astype(np.int32)
+    occupied = mask | (seeds > 0)
+    if not occupied.any():
+        return out
+    idx = np.argwhere(occupied)
+    box = tuple(slice(max(0, a - 1), b + 2) for a, b in zip(idx.min(0), idx.max(0), strict=True))
+    out[box] = _grow_in_box(out[box], mask[box], max_iter)
+    return out
+
+
+def _grow_in_box(
+    lab: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_], max_iter: int
+) -> npt.NDArray[np.int32]:
+    lab = lab.copy()
     todo = mask & (lab == 0)
-    struct = ndimage.generate_binary_structure(3, 1)
     for _ in range(max_iter):
         if not todo.any():
             break
-        grown = ndimage.grey_dilation(lab, footprint=struct)
+        grown = _max6(lab)
         new = todo & (grown > 0)
         if not new.any():
             break
         lab[new] = grown[new]
         todo &= ~new
     return lab
+
+
+def _max6(a: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+    """Grey dilation with the 6-neighbour cross (same as scipy's, several times faster)."""
+    out = a.copy()
+    for ax in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[ax], hi[ax] = slice(0, -1), slice(1, None)
+        np.maximum(out[tuple(lo)], a[tuple(hi)], out=out[tuple(lo)])
+        np.maximum(out[tuple(hi)], a[tuple(lo)], out=out[tuple(hi)])
+    return out
 
 
 def number_instances(

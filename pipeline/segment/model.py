@@ -217,8 +217,11 @@ def derive_maps(
     orphan = bone & (inst == 0)
     if orphan.any() and inst.any():
         # Bone not connected to any body (a fragment of an arch): nearest instance.
-        _, near = ndimage.distance_transform_edt(inst == 0, return_indices=True)
-        inst[orphan] = inst[tuple(ix[orphan] for ix in near)]
+        idx = np.argwhere(bone | (inst > 0))
+        box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
+        sub, orph = inst[box], orphan[box]
+        _, near = ndimage.distance_transform_edt(sub == 0, return_indices=True)
+        sub[orph] = sub[tuple(ix[orph] for ix in near)]
     sacrum = sem == SEM["sacrum"]
     numbers, conf, uncertain, why = number_instances(
         inst, affine, sacrum=sacrum, body=body_like, position=level_estimate
