@@ -156,9 +156,8 @@ def _metrics(studies: Sequence[StudyComparison]) -> dict[str, float | None]:
     m["collapse_within_10_in_view"] = (
         float(np.mean([p is not None and abs(p - t) <= 10 for t, p in colv])) if colv else None
     )
-    m["collapse_mae"] = (
-        float(np.mean([abs(p - t) for t, p in col if p is not None])) if col else None
-    )
+    cm = [abs(p - t) for t, p in col if p is not None]
+    m["collapse_mae"] = float(np.mean(cm)) if cm else None
     tra = [x for s in studies for x in s.translation]
     # the lowest vertebra in view has no segment below: no translation to compare
     trm = [(t, p) for t, p in tra if p is not None]
