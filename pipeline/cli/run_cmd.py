@@ -84,5 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         print("SINS: no involved vertebra")
     if s.get("recommendation"):
         print(f"recommendation: {s['recommendation']}")
+    for m in r.get("messages", []):
+        print(f"note: {m}", file=sys.stderr)
     print(f"report: {res.out_dir / 'report.html'}")
     return 0

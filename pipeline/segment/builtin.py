@@ -182,9 +182,14 @@ class BuiltinSegmenter:
             "model_grid": list(on_model.shape),
             "timings": {k: round(v, 3) for k, v in times.items()},
             "numbering": why,
-            "warnings": [why] if uncertain else [],
+            "warnings": ([why] if uncertain else []) + self._card_warnings(),
         }
         return SpineSegmentation(maps[0], maps[1], maps[2], conf, uncertain, meta)
+
+    def _card_warnings(self) -> list[str]:
+        """The card's own ``status`` (e.g. an under-trained model), shown in every report."""
+        status = self.card.raw.get("status")
+        return [f"model {self.card.name}: {' '.join(str(status).split())}"] if status else []
 
 
 def channel_argmax(c: torch.Tensor) -> torch.Tensor:

@@ -45,3 +45,7 @@ def test_shipped_model_segments_a_small_synthetic_ct() -> None:
     assert truth.any()
     assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) > 0.3
     assert np.isin(np.unique(res.structures.array), [0, 1, 2, 3, 4, 5, 6]).all()
+    # A card that declares its own status (e.g. below target) says so in every result.
+    status = ModelCard.load(DEFAULT_MODEL).raw.get("status")
+    if status:
+        assert any(w.startswith(f"model {DEFAULT_MODEL}:") for w in res.meta["warnings"])
