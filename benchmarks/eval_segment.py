@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--write-card", action="store_true", help="record the figures in the model card")
+    ap.add_argument(
+        "--write-card", action="store_true", help="record the figures in the model card"
+    )
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from pipeline.segment import get_segmenter
@@ -241,12 +243,20 @@ def main(argv: list[str] | None = None) -> int:
         card_path = seg.card.folder / "card.yaml"  # type: ignore[attr-defined]
         card = yaml.safe_load(card_path.read_text())
         metrics = card.get("metrics") or {}
-        cmd = "python benchmarks/eval_segment.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        cmd = "python benchmarks/eval_segment.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
         if "synthetic" in report:
-            metrics["held_out_synthetic"] = {"command": cmd, **report["synthetic"]["summary"],
-                                             "seeds": f"{a.seed0}..{a.seed0 + a.synthetic - 1}"}
+            metrics["held_out_synthetic"] = {
+                "command": cmd,
+                **report["synthetic"]["summary"],
+                "seeds": f"{a.seed0}..{a.seed0 + a.synthetic - 1}",
+            }
         if "real" in report:
-            metrics["real_scans"] = {"command": cmd, **json.loads(json.dumps(report["real"], default=str))}
+            metrics["real_scans"] = {
+                "command": cmd,
+                **json.loads(json.dumps(report["real"], default=str)),
+            }
         card["metrics"] = metrics
         card_path.write_text(yaml.safe_dump(card, sort_keys=False))
     if a.out:

@@ -75,10 +75,17 @@ REPORT_SCHEMA: dict[str, Any] = {
                         "required": ["levels", "lesion", "alignment", "collapse", "posterolateral"],
                         "properties": {
                             "levels": {"type": "array", "items": {"type": "string"}},
-                            "location": {"enum": ["junctional", "mobile", "semirigid", "rigid", None]},
+                            "location": {
+                                "enum": ["junctional", "mobile", "semirigid", "rigid", None]
+                            },
                             "lesion": {"enum": ["lytic", "mixed", "blastic", None]},
                             "alignment": {
-                                "enum": ["subluxation_translation", "de_novo_deformity", "normal", None]
+                                "enum": [
+                                    "subluxation_translation",
+                                    "de_novo_deformity",
+                                    "normal",
+                                    None,
+                                ]
                             },
                             "collapse": {
                                 "enum": ["gt50", "lt50", "no_collapse_gt50_involved", "none", None]

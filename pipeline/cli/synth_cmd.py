@@ -39,7 +39,7 @@ def _cohort(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``spinemet synth study|cohort``."""
     from pipeline.synth.config import GRADES
     from pipeline.synth.generator import (
