@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,3 +99,22 @@ class ScoreResult:
     def total_range(self) -> list[int]:
         """``[lowest, highest]`` reachable total."""
         return [self.reachable[0], self.reachable[-1]]
+
+
+def missing_component(
+    system: str,
+    name: str,
+    points: Iterable[Any],
+    why: str,
+    source: str,
+    flags: set[str],
+    item: str | None = None,
+) -> Component:
+    """A component whose input is missing: every point value it can take (SCORING.md 0.2).
+
+    Adds the flag ``INCOMPLETE_<ITEM>_MISSING`` (``item`` defaults to ``name``: the
+    missing input, e.g. ``kps`` for the general-condition item); never imputes.
+    """
+    flags.add(f"INCOMPLETE_{(item or name).upper()}_MISSING")
+    opts = tuple(sorted({int(p) for p in points}))
+    return Component(system, name, opts, None, f"{why}: any of {list(opts)}", source)

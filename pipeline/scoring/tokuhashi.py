@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pipeline.scoring import histology as hist
 from pipeline.scoring import performance as ps
-from pipeline.scoring.base import Component, ScoreResult, ScoringError
+from pipeline.scoring.base import Component, ScoreResult, ScoringError, missing_component
 from pipeline.scoring.intervals import common_band, reachable_sums
 from pipeline.scoring.tables import Tables
 
@@ -50,11 +50,8 @@ def _count_row(rows: list[dict], n: int) -> dict:
 
 def _count_item(name: str, n: int | None, rows: list[dict], flags: set[str]) -> Component:
     if n is None:
-        flags.add(f"INCOMPLETE_{name.upper()}_MISSING")
-        opts = tuple(sorted({int(r["points"]) for r in rows}))
-        return Component(
-            SYSTEM, name, opts, None, f"{name} missing: any of {list(opts)}", rows[0]["source"]
-        )
+        pts = (r["points"] for r in rows)
+        return missing_component(SYSTEM, name, pts, f"{name} missing", rows[0]["source"], flags)
     r = _count_row(rows, n)
     hi = "+" if r["max"] is None else ("" if r["max"] == r["min"] else f"-{r['max']}")
     return Component(
@@ -128,15 +125,14 @@ def general_condition(inp: TokuhashiInput, tables: Tables, flags: set[str]) -> C
         )
     if inp.ecog is not None:
         ps.check_ecog(inp.ecog)
-    flags.add("INCOMPLETE_KPS_MISSING")
-    opts = tuple(sorted({int(r["points"]) for r in rows}))
     why = (
         "ECOG given without a named mapping (no silent conversion)"
         if inp.ecog is not None
         else "KPS missing"
     )
-    return Component(
-        SYSTEM, "general_condition", opts, None, f"{why}: any of {list(opts)}", rows[0]["source"]
+    options = (r["points"] for r in rows)
+    return missing_component(
+        SYSTEM, "general_condition", options, why, rows[0]["source"], flags, item="kps"
     )
 
 
@@ -167,15 +163,15 @@ def score_tokuhashi(inp: TokuhashiInput, tables: Tables) -> ScoreResult:
 
     vis = cfg["visceral_major_organs"]
     if inp.visceral is None:
-        flags.add("INCOMPLETE_VISCERAL_MISSING")
         comps.append(
-            Component(
+            missing_component(
                 SYSTEM,
                 "visceral_major_organs",
-                (0, 1, 2),
-                None,
-                "visceral status missing: any of [0, 1, 2]",
+                (r["points"] for r in vis.values()),
+                "visceral status missing",
                 vis["none"]["source"],
+                flags,
+                item="visceral",
             )
         )
     elif inp.visceral == "present":
@@ -209,17 +205,9 @@ def score_tokuhashi(inp: TokuhashiInput, tables: Tables) -> ScoreResult:
         )
 
     if inp.primary is None:
-        flags.add("INCOMPLETE_PRIMARY_MISSING")
-        opts = tuple(sorted({int(r["points"]) for r in cfg["primary"]}))
+        pts = (r["points"] for r in cfg["primary"])
         comps.append(
-            Component(
-                SYSTEM,
-                "primary",
-                opts,
-                None,
-                f"primary missing: any of {list(opts)}",
-                "tokuhashi2005",
-            )
+            missing_component(SYSTEM, "primary", pts, "primary missing", "tokuhashi2005", flags)
         )
     else:
         p, site, src = primary_points(inp.primary, tables)
@@ -236,15 +224,11 @@ def score_tokuhashi(inp: TokuhashiInput, tables: Tables) -> ScoreResult:
 
     palsy = cfg["palsy"]
     if inp.frankel is None:
-        flags.add("INCOMPLETE_FRANKEL_MISSING")
+        pts = (r["points"] for r in palsy.values())
+        src = palsy["A"]["source"]
         comps.append(
-            Component(
-                SYSTEM,
-                "palsy",
-                (0, 1, 2),
-                None,
-                "Frankel grade missing: any of [0, 1, 2]",
-                palsy["A"]["source"],
+            missing_component(
+                SYSTEM, "palsy", pts, "Frankel grade missing", src, flags, item="frankel"
             )
         )
     else:
