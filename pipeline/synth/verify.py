@@ -19,8 +19,10 @@ from pipeline.labels import BODY, CORD, EPIDURAL, PEDICLE_L, PEDICLE_R, POSTERIO
 
 #: Cord area below this fraction of the reference = cord compressed (grade >= 2).
 CORD_AREA_RATIO = 0.80
-#: Convex-hull deficit deeper than this (mm) = thecal sac indented (grade >= 1b).
-INDENT_MM = 1.3
+#: Tumour-filled convex-hull deficit of the thecal sac deeper than this (mm) = sac
+#: indented (grade >= 1b). Measured on 20 seeds x CT/MR x cervical/thoracic: 1a gives
+#: 0.0 mm (tumour clipped by the sac), 1b 1.24-2.95 mm; 1.0 mm lies between.
+INDENT_MM = 1.0
 
 
 @dataclass
@@ -40,8 +42,17 @@ def _slice_xy(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[float, float]
     return float(sp[0]), float(sp[1])
 
 
-def _hull_deficit_mm(mask2d: npt.NDArray[np.bool_], sx: float, sy: float) -> float:
-    """Depth (mm) of the deepest concavity of a 2-D mask against its convex hull."""
+def _hull_deficit_mm(
+    mask2d: npt.NDArray[np.bool_],
+    sx: float,
+    sy: float,
+    filler: npt.NDArray[np.bool_] | None = None,
+) -> float:
+    """Depth (mm) of the deepest concavity of a 2-D mask against its convex hull.
+
+    With ``filler``, only concavity voxels inside ``filler`` count: an indentation of the
+    thecal sac must be made by the tumour, not by a partial-volume notch of the contour.
+    """
     pts = np.argwhere(mask2d)
     if len(pts) < 4:
         return 0.0
@@ -57,6 +68,8 @@ def _hull_deficit_mm(mask2d: npt.NDArray[np.bool_], sx: float, sy: float) -> flo
     hull_mask = inside.reshape(gi.shape)
     sub = mask2d[lo[0] : hi[0], lo[1] : hi[1]]
     deficit = hull_mask & ~sub
+    if filler is not None:
+        deficit &= filler[lo[0] : hi[0], lo[1] : hi[1]]
     if not deficit.any():
         return 0.0
     dist = ndimage.distance_transform_edt(np.pad(hull_mask, 1), sampling=(sx, sy))[1:-1, 1:-1]
@@ -106,7 +119,7 @@ def measure_escc(structures: np.ndarray, affine: np.ndarray) -> EsccMeasure:
             and (ndimage.binary_dilation(tum[:, :, k], four) & cord[:, :, k]).any()
         ):
             contact = True
-        indent = max(indent, _hull_deficit_mm(sac[:, :, k], sx, sy))
+        indent = max(indent, _hull_deficit_mm(sac[:, :, k], sx, sy, tum[:, :, k]))
     if ratio < CORD_AREA_RATIO:
         grade = "3" if csf_next == 0 else "2"
     elif contact:
