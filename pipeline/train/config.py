@@ -34,6 +34,9 @@ class TrainConfig:
     val_cases: int = 4
     foreground_crop_prob: float = 0.9
     level_loss_weight: float = 1.0
+    # Warm start: a safetensors file of the same architecture (e.g. the shipped model) that
+    # a new run starts from; ignored when the run resumes from its own checkpoint.
+    init_weights: str = ""
     # Which cached training cases to use (glob), and from which step on: lets a run start on
     # everything (domain-randomised + realistic) and finish on a subset.
     train_glob: str = "*.npz"

@@ -177,6 +177,16 @@ def train(
         opt.load_state_dict(state["optim"])
         step = int(state["step"])
         log(f"resumed from step {step}")
+    elif cfg.init_weights:
+        from safetensors.torch import load_file
+
+        init = cfg.path("init_weights")
+        if not init.exists():
+            from pipeline.errors import ConfigError
+
+            raise ConfigError("TRAIN_INIT_MISSING", f"init_weights {init} not found")
+        net.load_state_dict(load_file(str(init), device="cpu"))
+        log(f"warm start from {init}")
     metrics_log = run / "metrics.jsonl"
     autocast = _autocast(cfg)
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
@@ -184,6 +194,12 @@ def train(
     net.train()
     while step < stop:
         if step % 100 == 0 and step:
+            if cfg.late_train_glob and cfg.late_from_step and step >= cfg.late_from_step:
+                late = sorted((cache / "train").glob(cfg.late_train_glob))
+                if pattern != cfg.late_train_glob and late:
+                    pattern, train_files = cfg.late_train_glob, late
+                    cases = [load_case(p) for p in train_files]
+                    log(f"step {step}: training on {pattern} only ({len(cases)} cases)")
             # The cache may still be growing (rendered by a parallel job): pick up new cases.
             more = sorted((cache / "train").glob(pattern))
             if len(more) > len(train_files):

@@ -142,3 +142,22 @@ def test_labelled_nifti_cases_enter_the_cache(tmp_path: Path, phantom) -> None:
     case = load_case(written[0])
     assert bool(case["ct"]) and case["sem"].shape == img.shape
     assert set(np.unique(case["sem"])) >= {1, 2, 3, 4, 5, 6, 10}  # body .. cord, sacrum
+
+
+def test_warm_start_begins_from_the_given_weights(tiny_model: tuple[Path, TrainConfig]) -> None:
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    out, cfg = tiny_model
+    run2 = cfg.path("run_dir").parent / "run-warm"
+    logs: list[str] = []
+    cfg2 = replace(cfg, run_dir=str(run2), export_dir=str(run2 / "model"), steps=1, lr=0.0,
+                   init_weights=str(out / "model.safetensors"))  # fmt: skip
+    out2 = train(cfg2, log=logs.append)
+    assert any("warm start" in m for m in logs)
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(out2 / "model.safetensors"))
+    # lr 0: one step changes nothing, so the export equals the weights it started from.
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="init_weights"):
+        train(replace(cfg2, run_dir=str(run2 / "x"), init_weights="nope.safetensors"))
