@@ -230,6 +230,15 @@ def extract_features(
 
     inv_cfg, q_cfg, pl_cfg = cfg["involvement"], cfg["lesion_quality"], cfg["posterolateral"]
     lesion_masks = {g.label: V.lesion_voxels(g, st) for g in geos}
+    if ct_img is not None:
+        lesion_masks, dropped = _drop_implausible_lesion_voxels(
+            geos, lesion_masks, ct_img.array, float(inv_cfg["min_plausible_lesion_hu"])
+        )
+        if dropped:
+            messages.append(
+                f"{dropped} osseous-lesion voxels below {inv_cfg['min_plausible_lesion_hu']:g} HU "
+                "(fat or air, not tumour) were ignored: a segmentation error"
+            )
     involved = {
         g.label: bool(lesion_masks[g.label].sum() * vox / 1000.0 >= inv_cfg["min_lesion_ml"])
         for g in geos
@@ -329,3 +338,19 @@ def extract_features(
         segments=contiguous_segments(inv_labels),
         messages=messages,
     )
+
+
+def _drop_implausible_lesion_voxels(
+    geos: list[VertebraGeometry],
+    masks: dict[int, npt.NDArray[np.bool_]],
+    ct: npt.NDArray[np.floating],
+    min_hu: float,
+) -> tuple[dict[int, npt.NDArray[np.bool_]], int]:
+    """Remove lesion voxels whose CT attenuation is fat or air; returns masks and count."""
+    out, dropped = {}, 0
+    for g in geos:
+        m = masks[g.label]
+        ok = np.asarray(ct)[tuple(g.index.T)] >= min_hu
+        dropped += int((m & ~ok).sum())
+        out[g.label] = m & ok
+    return out, dropped

@@ -232,7 +232,8 @@ def _source_maps(
         sem_s, [SEM["body"], SEM["pedicle"], SEM["posterior"], SEM["lytic"], SEM["blastic"]]
     )
     vertebrae = np.where(bone, vert_s, 0).astype(np.int16)
-    vertebrae[sem_s == SEM["sacrum"]] = 26
+    # Sacrum only where the model-grid maps kept it (an implausibly small one is dropped).
+    vertebrae[(sem_s == SEM["sacrum"]) & (vert_s == 26)] = 26
     structures = np.zeros(sem_s.shape, np.int16)
     for name, code in (
         ("sac", L.SAC), ("cord", L.CORD), ("epidural", L.EPIDURAL), ("lytic", L.LYTIC),

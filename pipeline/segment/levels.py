@@ -5,12 +5,14 @@ elements, disc, ...), not one class per level: a tiny CPU model cannot learn 26 
 classes. Levels are derived here:
 
 1. vertebral bodies are split into instances by connected components (discs separate
-   them); a component much taller than its neighbours is split by erosion;
+   them); a component much taller than its neighbours is split by erosion; instances
+   closer than one vertebral pitch (``MIN_PITCH_MM``) are merged as fragments of one body;
 2. the rest of the bone (pedicles, posterior elements, lesions) is attached to the body it
    is connected to, by propagation inside the bone mask (geodesic, not Euclidean: a
    spinous process is reached through its own lamina);
 3. instances are ordered head to feet along patient S and numbered:
-   * sacrum visible below the lowest instance: that instance is L5, count upwards
+   * sacrum (at least ``MIN_SACRUM_ML``) visible below the lowest instance: that
+     instance is L5, count upwards
      (confidence 0.95, lower for far-away levels; a sixth lumbar / T13 cannot be told apart
      and is flagged in the reason);
    * otherwise, with the network's learned per-voxel level estimate, the consecutive
@@ -54,6 +56,19 @@ TYPICAL_BODY_WIDTH_MM: dict[int, float] = {
     23: 48.0,
     24: 50.0,
 }
+#: A predicted sacrum smaller than this (ml) does not anchor the numbering: a sacrum in
+#: view is tens of ml even when the field of view cuts it (adult S1 body alone is about
+#: 30 ml); a few ml of "sacrum" is a segmentation error, not an anchor.
+MIN_SACRUM_ML = 15.0
+#: Body instances whose centres lie closer than this (mm) are fragments of one vertebra:
+#: the shortest vertebral pitch (body + disc, C3-C7) is about 17-19 mm in adults.
+MIN_PITCH_MM = 12.0
+#: A "body" wider than this (mm, left-right) is not a vertebral body: the widest, L5, is
+#: about 50-55 mm in adults (cf. TYPICAL_BODY_WIDTH_MM).
+MAX_BODY_WIDTH_MM = 75.0
+#: A body whose centre lies further than this (mm, in the axial plane) from the spinal
+#: canal's centre at its height is not part of the column (bodies sit 15-35 mm anterior).
+MAX_CANAL_OFFSET_MM = 50.0
 # Levels in column order that can be numbered (C3..L5, no transitional ones).
 _COLUMN: tuple[int, ...] = tuple(range(3, 25))
 # Levels the learned estimate can give (C1..L5).
@@ -86,6 +101,94 @@ def body_instances(
         lab = grow_labels(lab2, lab > 0)
     _, inv = np.unique(lab, return_inverse=True)  # consecutive ids, 0 stays background
     return inv.reshape(lab.shape).astype(np.int32)
+
+
+def plausible_sacrum(sacrum: npt.NDArray[np.bool_], affine: npt.NDArray[np.float64]) -> bool:
+    """Whether a predicted sacrum mask is large enough to be one (see MIN_SACRUM_ML)."""
+    return bool(sacrum.sum() * _voxel_volume(affine) / 1000.0 >= MIN_SACRUM_ML)
+
+
+def drop_off_column(
+    inst: npt.NDArray[np.int32],
+    affine: npt.NDArray[np.float64],
+    canal: npt.NDArray[np.bool_] | None = None,
+    max_width_mm: float = MAX_BODY_WIDTH_MM,
+    max_offset_mm: float = MAX_CANAL_OFFSET_MM,
+) -> tuple[npt.NDArray[np.int32], int]:
+    """Remove body instances that cannot be vertebral bodies of this column.
+
+    An instance wider (left-right) than ``max_width_mm``, or (with a ``canal`` mask) whose
+    centre lies more than ``max_offset_mm`` in the axial plane from the canal's centre at
+    its height, is dropped. Returns consecutive ids and how many were dropped.
+    """
+    ids = [int(i) for i in np.unique(inst) if i > 0]
+    if not ids:
+        return inst, 0
+    aff = np.asarray(affine)
+    canal_pts = None
+    if canal is not None and canal.any():
+        canal_pts = np.argwhere(canal) @ aff[:3, :3].T + aff[:3, 3]
+    keep = np.zeros(int(inst.max()) + 1, bool)
+    for i, sl in enumerate(ndimage.find_objects(inst), start=1):
+        if sl is None or i not in ids:
+            continue
+        idx = np.argwhere(inst[sl] == i) + [s.start for s in sl]
+        p = idx @ aff[:3, :3].T + aff[:3, 3]
+        width = float(np.percentile(p[:, 0], 98) - np.percentile(p[:, 0], 2))
+        ok = width <= max_width_mm
+        if ok and canal_pts is not None:
+            c = p.mean(0)
+            near = np.abs(canal_pts[:, 2] - c[2]) <= 10.0
+            if near.any():
+                ok = float(np.linalg.norm(canal_pts[near, :2].mean(0) - c[:2])) <= max_offset_mm
+        keep[i] = ok
+    out = np.where(keep[inst], inst, 0)
+    _, inv = np.unique(out, return_inverse=True)
+    return inv.reshape(out.shape).astype(np.int32), int(len(ids) - keep.sum())
+
+
+def merge_fragments(
+    inst: npt.NDArray[np.int32], affine: npt.NDArray[np.float64], min_pitch_mm: float = MIN_PITCH_MM
+) -> npt.NDArray[np.int32]:
+    """Merge body instances whose centroids are closer than one vertebral pitch along S.
+
+    Two vertebral bodies cannot lie closer than ``min_pitch_mm``; such instances are
+    pieces of one body (split by a poorly segmented lesion or a partial-volume gap), the
+    larger piece keeps its id.
+    Returns consecutive ids 1..n.
+    """
+    ids = [int(i) for i in np.unique(inst) if i > 0]
+    if len(ids) < 2:
+        return inst
+    aff = np.asarray(affine)
+    cents = np.asarray(ndimage.center_of_mass(np.ones_like(inst), inst, ids))
+    lps = cents @ aff[:3, :3].T + aff[:3, 3]
+    sizes = ndimage.sum_labels(np.ones_like(inst), inst, ids)
+    parent = {i: i for i in ids}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    # Distance along patient S: two bodies at the same height cannot both belong to the
+    # column (even at 40 deg of local kyphosis or scoliosis the pitch keeps >= 13 mm of S).
+    d = np.abs(lps[:, None, 2] - lps[None, :, 2])
+    for a, b in sorted(
+        ((a, b) for a in range(len(ids)) for b in range(a + 1, len(ids))), key=lambda p: d[p]
+    ):
+        if d[a, b] >= min_pitch_mm:
+            break
+        ra, rb = root(ids[a]), root(ids[b])
+        if ra != rb:
+            big, small = (ra, rb) if sizes[ids.index(ra)] >= sizes[ids.index(rb)] else (rb, ra)
+            parent[small] = big
+    lut = np.zeros(int(inst.max()) + 1, np.int32)
+    for i in ids:
+        lut[i] = root(i)
+    merged = lut[inst]
+    _, inv = np.unique(merged, return_inverse=True)
+    return inv.reshape(merged.shape).astype(np.int32)
 
 
 def grow_labels(
@@ -162,7 +265,7 @@ def number_instances(
     lps = np.asarray(cents) @ aff[:3, :3].T + aff[:3, 3]
     order = [ids[i] for i in np.argsort(-lps[:, 2])]  # head (+S) first
     n = len(order)
-    if sacrum is not None and sacrum.any():
+    if sacrum is not None and plausible_sacrum(sacrum, aff):
         sac_z = float((np.argwhere(sacrum).mean(0) @ aff[:3, :3].T + aff[:3, 3])[2])
         above = [i for i in order if lps[ids.index(i), 2] > sac_z]
         if above:
@@ -253,7 +356,9 @@ def _instance_widths(
             continue
         idx = np.argwhere(src[sl] == i) + [s.start for s in sl]
         x = (idx @ aff[:3, :3].T + aff[:3, 3])[:, 0]
-        touches = any(s.start == 0 or s.stop == dim for s, dim in zip(sl, src.shape, strict=True))
+        # Only a cut along the left-right axis hides the width (a slab cut in S does not).
+        ax = int(np.argmax(np.abs(aff[0, :3])))
+        touches = sl[ax].start == 0 or sl[ax].stop == src.shape[ax]
         out.append(np.nan if touches else float(np.percentile(x, 98) - np.percentile(x, 2)))
     return np.asarray(out, dtype=np.float64)
 
@@ -268,7 +373,7 @@ def number_unlabelled_vertebrae(
     body = mask.copy()
     if structures is not None:
         body &= structures != L.DISC
-    inst = body_instances(body, affine)
+    inst = merge_fragments(body_instances(body, affine), affine)
     inst = grow_labels(inst, mask)
     numbers, conf, uncertain, why = number_instances(inst, affine, sacrum=sacrum)
     lut = np.zeros(int(inst.max()) + 1, np.int16)

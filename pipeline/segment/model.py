@@ -187,6 +187,10 @@ def load_network(card: ModelCard, device: torch.device) -> torch.nn.Module:
     return net.to(device).eval()
 
 
+#: Bone voxels not connected to a body join the nearest vertebra only within this (mm).
+ORPHAN_MAX_MM = 15.0
+
+
 def derive_maps(
     sem: npt.NDArray[np.integer],
     affine: npt.NDArray[np.float64],
@@ -202,8 +206,11 @@ def derive_maps(
     """
     from pipeline.segment.levels import (
         body_instances,
+        drop_off_column,
         grow_labels,
+        merge_fragments,
         number_instances,
+        plausible_sacrum,
         split_pedicles,
     )
 
@@ -212,17 +219,26 @@ def derive_maps(
     bone = body | lesion | (sem == SEM["pedicle"]) | (sem == SEM["posterior"])
     near_body = ndimage.binary_dilation(body, iterations=2)
     body_like = body | (lesion & near_body)
-    inst = body_instances(body_like, affine)
+    canal = (sem == SEM["sac"]) | (sem == SEM["cord"])
+    inst, n_dropped = drop_off_column(body_instances(body_like, affine), affine, canal)
+    inst = merge_fragments(inst, affine)
     inst = grow_labels(inst, bone)
     orphan = bone & (inst == 0)
     if orphan.any() and inst.any():
-        # Bone not connected to any body (a fragment of an arch): nearest instance.
+        # Bone not connected to any body (a fragment of an arch): nearest instance within
+        # ORPHAN_MAX_MM; bone further away is not this column's (left unlabelled).
         idx = np.argwhere(bone | (inst > 0))
         box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
         sub, orph = inst[box], orphan[box]
-        _, near = ndimage.distance_transform_edt(sub == 0, return_indices=True)
+        spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+        dist, near = ndimage.distance_transform_edt(
+            sub == 0, sampling=spacing, return_indices=True
+        )
+        orph &= dist <= ORPHAN_MAX_MM
         sub[orph] = sub[tuple(ix[orph] for ix in near)]
     sacrum = sem == SEM["sacrum"]
+    if not plausible_sacrum(sacrum, affine):
+        sacrum = np.zeros_like(sacrum)  # a few ml of "sacrum" is a segmentation error
     numbers, conf, uncertain, why = number_instances(
         inst, affine, sacrum=sacrum, body=body_like, position=level_estimate
     )
@@ -248,4 +264,6 @@ def derive_maps(
     parts[ped] = split_pedicles(ped, vert, body_like, affine)[ped]
     parts[vert == 0] = 0
     confidence = {L.level_name(numbers[i]): conf[i] for i in numbers}
+    if n_dropped:
+        why += f"; {n_dropped} body-like region(s) off the spinal column ignored"
     return vert, structures, parts, confidence, uncertain, why

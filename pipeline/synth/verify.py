@@ -204,13 +204,20 @@ def _chord_frame(vert: np.ndarray, parts: np.ndarray, affine: np.ndarray, number
 
     The chord through neighbouring bodies follows the spine's local tangent (the
     posterior elements, used only for the left-right and AP sense, sit at a different
-    height from the body, so their direction would tilt the axis).
+    height from the body, so their direction would tilt the axis). Without both pedicles
+    (a sagittal slab may miss one) left-right is taken as the patient's left.
     """
     f = vertebra_frame(vert, parts, affine, number)
     ca = _points((vert == a) & (parts == BODY), affine)
     cb = _points((vert == b) & (parts == BODY), affine)
-    if f is None or len(ca) < 20 or len(cb) < 20:
+    if len(ca) < 20 or len(cb) < 20:
         return None
+    if f is None:
+        # A sagittal slab that misses a pedicle: the body alone, left-right = patient L.
+        body = _points((vert == number) & (parts == BODY), affine)
+        if len(body) < 20:
+            return None
+        f = Frame(body.mean(axis=0), np.array([1.0, 0.0, 0.0]), np.zeros(3), np.zeros(3))
     axis = ca.mean(axis=0) - cb.mean(axis=0)
     axis /= np.linalg.norm(axis)
     lat = f.lat - axis * (f.lat @ axis)
@@ -279,17 +286,24 @@ def focal_angles(vert: np.ndarray, parts: np.ndarray, affine: np.ndarray, number
                  upper: int) -> tuple[float, float] | None:  # fmt: skip
     """Focal (sagittal, coronal) angulation at the disc below ``upper``, beyond the curve.
 
-    The segment angle minus the mean of the two adjacent segments' angles.
+    The segment angle minus the mean of the adjacent segments' angles. A reference segment
+    that involves C1, C2 or the sacrum is left out: their body -> pedicle frames (the dens,
+    the sacral slope) do not follow the column's axis, so they would read as a focal angle.
     """
     i = numbers.index(upper)
     if i < 1 or i + 2 >= len(numbers):
         return None
-    segs = [
-        segment_angles(vert, parts, affine, numbers[j], numbers[j + 1]) for j in (i - 1, i, i + 1)
+    seg = segment_angles(vert, parts, affine, numbers[i], numbers[i + 1])
+    refs = [
+        segment_angles(vert, parts, affine, numbers[j], numbers[j + 1])
+        for j in (i - 1, i + 1)
+        if not {numbers[j], numbers[j + 1]} & _ATYPICAL_FRAME
     ]
-    if any(s is None for s in segs):
+    if seg is None or not refs or any(r is None for r in refs):
         return None
-    arr = np.array(segs)
-    return float(arr[1, 0] - (arr[0, 0] + arr[2, 0]) / 2), float(
-        arr[1, 1] - (arr[0, 1] + arr[2, 1]) / 2
-    )
+    ref = np.mean(np.array(refs), axis=0)
+    return float(seg[0] - ref[0]), float(seg[1] - ref[1])
+
+
+#: Levels whose body -> pedicle frame does not follow the column (C1, C2, sacrum).
+_ATYPICAL_FRAME = frozenset({1, 2, 26})

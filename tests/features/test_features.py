@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline import labels as L
 from pipeline.features import contiguous_segments, extract_features, load_config
 from pipeline.features.phantom import default_phantom, grid, render
 from pipeline.features.vertebra import location_class
@@ -115,6 +116,23 @@ def test_lesion_quality_against_own_bone(quality):
     v = f.vertebra("T10")
     assert v.lesion.value == quality
     assert v.measurements["reference_hu"] == pytest.approx(220.0)
+
+
+def test_lesion_voxels_at_air_attenuation_are_ignored_on_ct():
+    """A model that paints 'lesion' onto air must not create a lytic vertebra."""
+    ph = default_phantom(15, 4)
+    ph.vertebrae[2].lesion = "lytic"
+    shape, aff = grid("axial", 1.0, fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
+    r = render(ph, shape, aff)
+    ct = r["ct"].copy()
+    les = np.isin(r["structures"], (L.LYTIC, L.BLASTIC)) & (r["vertebrae"] == 17)
+    assert les.sum() > 100
+    f_ok = extract_features(Volume(ct, aff, "CT"), r["vertebrae"], r["structures"], r["parts"])
+    assert f_ok.vertebra("T10").involved
+    ct[les] = -1000.0  # the 'lesion' is air
+    f = extract_features(Volume(ct, aff, "CT"), r["vertebrae"], r["structures"], r["parts"])
+    assert not f.vertebra("T10").involved
+    assert any("fat or air" in m for m in f.messages)
 
 
 def test_body_involvement_over_half_without_collapse():

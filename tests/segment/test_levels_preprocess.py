@@ -14,7 +14,7 @@ from pipeline.preprocess import (
     sample_tensor_on_grid,
     scaled_grid,
 )
-from pipeline.segment.levels import number_instances
+from pipeline.segment.levels import merge_fragments, number_instances
 from pipeline.segment.model import SEM, derive_maps, level_position_map, semantic_from_truth
 
 
@@ -117,7 +117,22 @@ def test_sacrum_anchor_counts_upwards() -> None:
     sac[:, :, 0:3] = True
     for n, k in enumerate(range(5, 30, 6), start=1):
         inst[:, :, k : k + 4] = n
-    numbers, conf, uncertain, _ = number_instances(inst, np.eye(4), sacrum=sac)
+    aff = np.diag([20.0, 20.0, 1.0, 1.0])  # sacrum 4 x 4 x 3 voxels of 400 mm3 = 19.2 ml
+    numbers, conf, uncertain, _ = number_instances(inst, aff, sacrum=sac)
     assert not uncertain
     assert [numbers[i] for i in (1, 2, 3, 4, 5)] == [24, 23, 22, 21, 20]
     assert SEM["sacrum"] == 10
+    # A few ml of "sacrum" (a segmentation error) is no anchor: numbering stays uncertain.
+    numbers, _, uncertain, why = number_instances(inst, np.diag([5.0, 5.0, 1.0, 1.0]), sacrum=sac)
+    assert uncertain and "no sacrum" in why
+
+
+def test_fragments_closer_than_a_vertebral_pitch_are_merged() -> None:
+    inst = np.zeros((10, 10, 80), np.int32)  # 1 mm voxels
+    inst[:, :5, 5:25] = 1
+    inst[:, 5:, 5:25] = 2  # the other half of the same body
+    inst[:, :, 30:50] = 3  # the next body, 25 mm further
+    inst[:, :, 55:58] = 4  # a body cut by the field of view, 21.5 mm from the last
+    out = merge_fragments(inst, np.eye(4))
+    assert out.max() == 3
+    assert len(np.unique(out[:, :, 5:25])) == 1 and out[0, 0, 5] != out[0, 0, 40] != out[0, 0, 56]
