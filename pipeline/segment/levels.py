@@ -174,9 +174,8 @@ def merge_fragments(
     # Distance along patient S: two bodies at the same height cannot both belong to the
     # column (even at 40 deg of local kyphosis or scoliosis the pitch keeps >= 13 mm of S).
     d = np.abs(lps[:, None, 2] - lps[None, :, 2])
-    for a, b in sorted(
-        ((a, b) for a in range(len(ids)) for b in range(a + 1, len(ids))), key=lambda p: d[p]
-    ):
+    pairs = [(p, q) for p in range(len(ids)) for q in range(p + 1, len(ids))]
+    for a, b in sorted(pairs, key=lambda pq: d[pq]):
         if d[a, b] >= min_pitch_mm:
             break
         ra, rb = root(ids[a]), root(ids[b])

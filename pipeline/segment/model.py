@@ -231,9 +231,7 @@ def derive_maps(
         box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
         sub, orph = inst[box], orphan[box]
         spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
-        dist, near = ndimage.distance_transform_edt(
-            sub == 0, sampling=spacing, return_indices=True
-        )
+        dist, near = ndimage.distance_transform_edt(sub == 0, sampling=spacing, return_indices=True)
         orph &= dist <= ORPHAN_MAX_MM
         sub[orph] = sub[tuple(ix[orph] for ix in near)]
     sacrum = sem == SEM["sacrum"]
