@@ -69,3 +69,8 @@ def level_number(name: str) -> int:
 def is_level(number: int) -> bool:
     """Whether ``number`` is a valid VerSe vertebra number."""
     return int(number) in _NAMES
+
+
+#: File stems of spinemet's own label trio on an image grid (``spinemet run`` writes them,
+#: the ``labels`` backend reads them back); the first two are required.
+NATIVE_LABELS = ("vertebrae", "structures", "parts")

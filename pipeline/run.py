@@ -21,15 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from pipeline import labels as L
 from pipeline.errors import InputError, SpinemetError
 from pipeline.features import extract_features, load_config
 from pipeline.features.record import scoring_inputs, sins_block
 from pipeline.features.types import ImagingFeatures
 from pipeline.io.volume import Volume
 
-NATIVE_LABELS = ("vertebrae", "structures", "parts")
 Progress = Callable[[str], None]
 
 
@@ -48,16 +47,6 @@ class RunResult:
     files: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _NativeSeg:
-    vertebrae: Volume
-    structures: Volume
-    parts: Volume
-    level_confidence: dict[str, float] = field(default_factory=dict)
-    numbering_uncertain: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
 def study_name(path: str | Path) -> str:
     """Output sub-folder name from the input path (file stem or folder name)."""
     p = Path(path).resolve()
@@ -65,46 +54,6 @@ def study_name(path: str | Path) -> str:
     if name.lower() in ("dicom", "dcm", "images") and p.parent.name:
         name = p.parent.name
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "study"
-
-
-def _onto_grid(src: Volume, ref: Volume) -> np.ndarray:
-    """Nearest-neighbour resampling of a label volume onto ``ref``'s grid (patient space)."""
-    if src.shape == ref.shape and np.allclose(src.affine, ref.affine, atol=1e-3):
-        return np.asarray(src.array)
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in ref.shape], indexing="ij"), -1).reshape(
-        -1, 3
-    )
-    pts = ijk @ ref.affine[:3, :3].T + ref.affine[:3, 3]
-    sidx = (pts - src.affine[:3, 3]) @ np.linalg.inv(src.affine[:3, :3]).T
-    out = ndimage.map_coordinates(np.asarray(src.array), sidx.T, order=0, mode="constant", cval=0)
-    return out.reshape(ref.shape)
-
-
-def native_labels(folder: Path, volume: Volume) -> _NativeSeg | None:
-    """Read spinemet's own label trio (``vertebrae/structures/parts.nii.gz``) if present."""
-    from pipeline.io.nifti import read_nifti
-
-    if not (
-        folder.is_dir()
-        and (folder / "vertebrae.nii.gz").exists()
-        and (folder / "structures.nii.gz").exists()
-    ):
-        return None
-    maps: dict[str, Volume] = {}
-    for name in NATIVE_LABELS:
-        f = folder / f"{name}.nii.gz"
-        if f.exists():
-            v = read_nifti(f, modality=volume.modality)
-            arr = np.rint(_onto_grid(v, volume)).astype(np.int16)
-        else:
-            arr = np.zeros(volume.shape, np.int16)
-        maps[name] = volume.with_array(arr)
-    return _NativeSeg(
-        maps["vertebrae"],
-        maps["structures"],
-        maps["parts"],
-        meta={"backend": "labels", "source": folder.name},
-    )
 
 
 def read_clinical(path: str | Path | None) -> dict[str, Any] | None:
@@ -241,12 +190,8 @@ def run_study(
     role, vol, escc_role = _choose(loaded.volumes)
 
     def do_segment() -> Any:
-        if segmenter == "labels":
-            if labels is None:
-                raise InputError("LABELS_NEEDED", "--segmenter labels needs --labels PATH")
-            nat = native_labels(Path(labels), vol)
-            if nat is not None:
-                return nat
+        if segmenter == "labels" and labels is None:
+            raise InputError("LABELS_NEEDED", "--segmenter labels needs --labels PATH")
         from pipeline.segment import get_segmenter
 
         kw: dict[str, Any] = (
@@ -312,7 +257,7 @@ def run_study(
         from pipeline.io.nifti import write_nifti
 
         files = []
-        for name in NATIVE_LABELS:
+        for name in L.NATIVE_LABELS:
             lab = getattr(seg, name)
             write_nifti(lab, out_dir / f"{name}.nii.gz", dtype=np.uint8)  # codes < 256
             files.append(f"{name}.nii.gz")

@@ -7,7 +7,9 @@ Supported inputs
   TPTBox instance or sub-region masks), a ``{value: name}`` mapping, or the label table
   that TotalSegmentator embeds in its multilabel files (read automatically);
 * a TotalSegmentator output folder (one file per class, e.g. ``vertebrae_T11.nii.gz``);
-* a DICOM SEG file (highdicom), segments mapped by their label / property type.
+* a DICOM SEG file (highdicom), segments mapped by their label / property type;
+* spinemet's own label trio (a folder with ``vertebrae.nii.gz``, ``structures.nii.gz``
+  and optionally ``parts.nii.gz``, as ``spinemet run`` and ``spinemet synth`` write it).
 
 Every source is resampled (nearest neighbour, exact patient geometry) onto the grid of
 the reference volume, so the result can be compared voxel by voxel with the image.
@@ -252,6 +254,8 @@ def import_labels(
     p = Path(path)
     if not p.exists():
         raise InputError("INPUT_NOT_FOUND", f"no such label source: {p}")
+    if p.is_dir() and all((p / f"{n}.nii.gz").exists() for n in L.NATIVE_LABELS[:2]):
+        return _import_native_trio(p, reference)
     col = _Collector(reference)
     if p.is_dir():
         files = sorted(x for x in p.iterdir() if x.name.endswith((".nii", ".nii.gz")))
@@ -304,6 +308,26 @@ def import_labels(
     if not (seg.vertebrae.array.any() or seg.structures.array.any()):
         seg.meta["warnings"].append("no spine class found in the imported labels")
     return seg
+
+
+def _import_native_trio(folder: Path, reference: Volume) -> Any:
+    """spinemet's own maps (already in our codes), resampled onto ``reference``'s grid."""
+    from pipeline.segment.types import SpineSegmentation
+
+    maps: dict[str, Volume] = {}
+    for name in L.NATIVE_LABELS:
+        f = folder / f"{name}.nii.gz"
+        arr = np.zeros(reference.shape, np.int16)
+        if f.exists():
+            src, aff, _ = _read_label_nifti(f)
+            arr = resample_labels_nearest(src, aff, reference.affine, reference.shape)
+        maps[name] = reference.with_array(arr.astype(np.int16))
+    return SpineSegmentation(
+        maps["vertebrae"],
+        maps["structures"],
+        maps["parts"],
+        meta={"backend": "labels", "source": folder.name},
+    )
 
 
 def _import_dicom_seg(p: Path, col: _Collector) -> Any:

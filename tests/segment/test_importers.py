@@ -190,3 +190,22 @@ def test_bad_inputs_raise_named_errors(tmp_path: Path, ts_ct: Volume) -> None:
     with pytest.raises(InputError) as e:
         import_labels(TS_CT / "example_seg_dicom_totalseg_fast.nii.gz", ts_ct, class_map="nope")
     assert e.value.code == "LABELS_UNKNOWN_CLASS_MAP"
+
+
+def test_native_label_trio_folder_reads_back_onto_another_grid(tmp_path: Path) -> None:
+    """spinemet's own vertebrae/structures/parts files come back exactly, on a flipped grid."""
+    from pipeline.io.nifti import write_nifti
+
+    aff = np.diag([1.5, 1.5, 3.0, 1.0])
+    rng = np.random.default_rng(0)
+    maps = {n: rng.integers(0, 5, (6, 7, 5)).astype(np.int16) for n in ("vertebrae", "structures")}
+    for name, arr in maps.items():
+        write_nifti(Volume(arr, aff, "CT"), tmp_path / f"{name}.nii.gz")
+    flip = aff.copy()
+    flip[0, 0], flip[0, 3] = -1.5, 1.5 * 5  # same voxels, array axis 0 reversed
+    ref = Volume(np.zeros((6, 7, 5), np.float32), flip, "CT")
+    seg = import_labels(tmp_path, ref)
+    assert seg.meta["backend"] == "labels"
+    assert np.array_equal(seg.vertebrae.array, maps["vertebrae"][::-1])
+    assert np.array_equal(seg.structures.array, maps["structures"][::-1])
+    assert not seg.parts.array.any()  # parts.nii.gz absent: an empty map
