@@ -282,6 +282,10 @@ def segment_angles(vert: np.ndarray, parts: np.ndarray, affine: np.ndarray, uppe
     return float(sag), float(cor)
 
 
+#: Levels whose body -> pedicle frame does not follow the column (C1, C2, sacrum).
+_ATYPICAL_FRAME = frozenset({1, 2, 26})
+
+
 def focal_angles(vert: np.ndarray, parts: np.ndarray, affine: np.ndarray, numbers: list[int],
                  upper: int) -> tuple[float, float] | None:  # fmt: skip
     """Focal (sagittal, coronal) angulation at the disc below ``upper``, beyond the curve.
@@ -303,7 +307,3 @@ def focal_angles(vert: np.ndarray, parts: np.ndarray, affine: np.ndarray, number
         return None
     ref = np.mean(np.array(refs), axis=0)
     return float(seg[0] - ref[0]), float(seg[1] - ref[1])
-
-
-#: Levels whose body -> pedicle frame does not follow the column (C1, C2, sacrum).
-_ATYPICAL_FRAME = frozenset({1, 2, 26})

@@ -129,6 +129,12 @@ def _autocast(cfg: TrainConfig) -> Callable[[], Any]:
     return contextlib.nullcontext
 
 
+def _train_glob_at(cfg: TrainConfig, step: int) -> str:
+    """The cache glob in force at ``step`` (``late_train_glob`` from ``late_from_step`` on)."""
+    late = cfg.late_train_glob and cfg.late_from_step and step >= cfg.late_from_step
+    return cfg.late_train_glob if late else cfg.train_glob
+
+
 def train(
     cfg: TrainConfig, log: Callable[[str], None] = print, max_steps: int | None = None
 ) -> Path:
@@ -144,27 +150,6 @@ def train(
     run = cfg.path("run_dir")
     run.mkdir(parents=True, exist_ok=True)
     cache = cfg.path("cache_dir")
-    pattern = cfg.train_glob
-    if cfg.late_train_glob and cfg.late_from_step:
-        done = 0
-        if (run / "checkpoint.pt").exists():
-            done = int(
-                torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["step"]
-            )
-        if done >= cfg.late_from_step:
-            pattern = cfg.late_train_glob
-    train_files = sorted((cache / "train").glob(pattern))
-    val_files = sorted((cache / "val").glob("*.npz"))[: cfg.val_cases]
-    if not train_files:
-        from pipeline.errors import ConfigError
-
-        raise ConfigError(
-            "TRAIN_CACHE_EMPTY",
-            f"no training cases in {cache / 'train'} (run spinemet train --build-cache)",
-        )
-    cases = [load_case(p) for p in train_files]
-    val = [load_case(p) for p in val_files]
-    log(f"{len(cases)} training cases, {len(val)} validation cases, device {device}")
     net = build_network(cfg.architecture).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
@@ -187,6 +172,19 @@ def train(
             raise ConfigError("TRAIN_INIT_MISSING", f"init_weights {init} not found")
         net.load_state_dict(load_file(str(init), device="cpu"))
         log(f"warm start from {init}")
+    pattern = _train_glob_at(cfg, step)
+    train_files = sorted((cache / "train").glob(pattern))
+    val_files = sorted((cache / "val").glob("*.npz"))[: cfg.val_cases]
+    if not train_files:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(
+            "TRAIN_CACHE_EMPTY",
+            f"no training cases in {cache / 'train'} (run spinemet train --build-cache)",
+        )
+    cases = [load_case(p) for p in train_files]
+    val = [load_case(p) for p in val_files]
+    log(f"{len(cases)} training cases, {len(val)} validation cases, device {device}")
     metrics_log = run / "metrics.jsonl"
     autocast = _autocast(cfg)
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
@@ -194,12 +192,12 @@ def train(
     net.train()
     while step < stop:
         if step % 100 == 0 and step:
-            if cfg.late_train_glob and cfg.late_from_step and step >= cfg.late_from_step:
-                late = sorted((cache / "train").glob(cfg.late_train_glob))
-                if pattern != cfg.late_train_glob and late:
-                    pattern, train_files = cfg.late_train_glob, late
-                    cases = [load_case(p) for p in train_files]
-                    log(f"step {step}: training on {pattern} only ({len(cases)} cases)")
+            want = _train_glob_at(cfg, step)
+            files = sorted((cache / "train").glob(want)) if want != pattern else []
+            if files:
+                pattern, train_files = want, files
+                cases = [load_case(p) for p in train_files]
+                log(f"step {step}: training on {pattern} only ({len(cases)} cases)")
             # The cache may still be growing (rendered by a parallel job): pick up new cases.
             more = sorted((cache / "train").glob(pattern))
             if len(more) > len(train_files):

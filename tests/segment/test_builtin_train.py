@@ -161,3 +161,17 @@ def test_warm_start_begins_from_the_given_weights(tiny_model: tuple[Path, TrainC
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match="init_weights"):
         train(replace(cfg2, run_dir=str(run2 / "x"), init_weights="nope.safetensors"))
+
+
+def test_late_train_glob_takes_over_within_one_run(tiny_model: tuple[Path, TrainConfig]) -> None:
+    from dataclasses import replace
+
+    _, cfg = tiny_model
+    run3 = cfg.path("run_dir").parent / "run-late"
+    logs: list[str] = []
+    cfg3 = replace(cfg, run_dir=str(run3), export_dir=str(run3 / "model"), steps=101,
+                   ckpt_every=1000, log_every=1000, val_every=1000,
+                   late_train_glob="ph-1*", late_from_step=100)  # fmt: skip
+    train(cfg3, log=logs.append)
+    assert logs[0].startswith("2 training cases")
+    assert any(m == "step 100: training on ph-1* only (1 cases)" for m in logs), logs
