@@ -24,6 +24,19 @@ def register(sub: Any) -> None:
     p.add_argument("--steps", type=int, help="total optimisation steps (overrides the config)")
     p.add_argument("--max-steps", type=int, help="stop this call after N steps (resume later)")
     p.add_argument("--threads", type=int, help="torch CPU threads (overrides num_threads)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes rendering the synthetic cache (default 1)"
+    )
+    p.add_argument(
+        "--train-seeds",
+        type=int,
+        nargs=2,
+        metavar=("FIRST", "END"),
+        help="synthetic training seeds [FIRST, END) (overrides train_seeds)",
+    )
+    p.add_argument(
+        "--time-budget", type=float, help="stop training after this many seconds (time_budget_s)"
+    )
     p.add_argument("--export-only", action="store_true", help="export the last checkpoint and card")
     p.set_defaults(func=run)
 
@@ -32,13 +45,19 @@ def run(args: argparse.Namespace) -> int:
     """Run the training command."""
     from pipeline.train.config import load_train_config
 
-    cfg = load_train_config(args.config, steps=args.steps, num_threads=args.threads)
+    cfg = load_train_config(
+        args.config,
+        steps=args.steps,
+        num_threads=args.threads,
+        time_budget_s=args.time_budget,
+        train_seeds=args.train_seeds,
+    )
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
     if args.build_cache or args.cache_only:
-        build(cfg, log)
+        build(cfg, log, args.workers)
     if args.cache_only:
         return 0
     if args.export_only:
@@ -53,27 +72,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build(cfg: Any, log: Any) -> None:
+def build(cfg: Any, log: Any, workers: int = 1) -> None:
     """Render the train / val cache of ``cfg`` (skips cases already there)."""
     import torch
 
-    from pipeline.train.cache import build_cache, nifti_source, synthetic_source
+    from pipeline.train.cache import build_cache, build_synthetic_cache, nifti_source
 
     torch.set_num_threads(cfg.num_threads)
     cache = cfg.path("cache_dir")
-    a, b = cfg.train_seeds
-    build_cache(
-        cache / "train",
-        synthetic_source(range(a, b), cfg.modalities, cfg.spacing_mm),
-        cfg.spacing_mm,
-        log,
-    )
+    for split, (a, b) in (("val", cfg.val_seeds), ("train", cfg.train_seeds)):
+        build_synthetic_cache(
+            cache / split, range(a, b), cfg.modalities, cfg.spacing_mm, workers, log
+        )
     for folder in cfg.real_data:
         build_cache(cache / "train", nifti_source(folder), cfg.spacing_mm, log)
-    a, b = cfg.val_seeds
-    build_cache(
-        cache / "val",
-        synthetic_source(range(a, b), cfg.modalities, cfg.spacing_mm),
-        cfg.spacing_mm,
-        log,
-    )

@@ -5,7 +5,8 @@ Each case file holds ``image`` (float16, normalised intensity on the model grid)
 (bool, modality flag), ``sem`` (uint8 semantic classes, :data:`SEMANTIC_CLASSES`),
 ``level`` (float16 column position of each vertebra voxel, 0 elsewhere) and
 ``affine`` (model grid, LPS). Sources: the synthetic generator
-(:func:`pipeline.synth.make_training_pair`) or labelled NIfTI cases of a user.
+(:func:`pipeline.synth.make_training_pair`, rendered by several processes with
+:func:`build_synthetic_cache`) or labelled NIfTI cases of a user (:func:`build_cache`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from pipeline.preprocess import normalise_intensity, resample_labels_nearest, re
 from pipeline.segment.model import level_position_map, semantic_from_truth
 
 log = logging.getLogger(__name__)
+
+# Synthetic training studies: 96 x 96 x 112 voxels of 2 mm (19 x 19 x 22 cm, several levels).
+SYNTH_SHAPE = (96, 96, 112)
 
 
 def _as_array(x: Any) -> npt.NDArray[Any]:
@@ -59,32 +63,86 @@ def render_case(
     }
 
 
-def synthetic_source(
-    seeds: Iterable[int],
-    modalities: list[str],
-    spacing: float = 2.0,
-    shape: tuple[int, int, int] = (96, 96, 112),
-    realistic_every: int = 2,
-) -> Iterable[tuple[str, Volume, dict[str, Any]]]:
-    """Yield (case id, image, truth) from the synthetic generator.
+def synthetic_case(
+    seed: int, modalities: list[str], realistic_every: int = 2
+) -> tuple[str, str, bool]:
+    """Case id, modality and domain-randomisation flag of synthetic seed ``seed``.
 
     The modality alternates over ``modalities`` by seed; every ``realistic_every``-th pair
     of seeds is a realistic render (CT in HU; MR T1/T2/STIR), the others domain-randomised.
-    Pairs are rendered directly on the model grid.
     """
+    modality = modalities[seed % len(modalities)]
+    dr = (seed // len(modalities)) % realistic_every != realistic_every - 1
+    return f"synth-{'dr' if dr else 'real'}-{modality.lower()}-{seed:06d}", modality, dr
+
+
+def _synthetic_pair(
+    seed: int, modality: str, dr: bool, spacing: float, shape: tuple[int, int, int]
+) -> tuple[Volume, dict[str, Any]]:
     from pipeline.synth import make_training_pair  # imported late: optional for inference
 
+    return make_training_pair(
+        seed,
+        modality,  # type: ignore[arg-type]
+        domain_randomised=dr,
+        spacing_mm=(spacing, spacing, spacing),
+        shape=shape,
+    )
+
+
+def _write_case(path: Path, image: Volume, truth: dict[str, Any], spacing: float) -> None:
+    case = render_case(*_canonical_pair(image, truth), spacing)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **case)  # type: ignore[arg-type]
+    tmp.replace(path)
+
+
+def _render_synthetic(job: tuple[Path, int, str, bool, float, tuple[int, int, int]]) -> str:
+    path, seed, modality, dr, spacing, shape = job
+    _write_case(path, *_synthetic_pair(seed, modality, dr, spacing, shape), spacing)
+    return path.stem
+
+
+def build_synthetic_cache(
+    out_dir: str | Path,
+    seeds: Iterable[int],
+    modalities: list[str],
+    spacing: float,
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+    shape: tuple[int, int, int] = SYNTH_SHAPE,
+) -> list[Path]:
+    """Render synthetic seeds into ``out_dir`` with ``workers`` processes (cases already
+    there are kept; each case is rendered from its seed alone, so the result does not
+    depend on the number of workers)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs, paths = [], []
     for seed in seeds:
-        modality = modalities[seed % len(modalities)]
-        dr = (seed // len(modalities)) % realistic_every != realistic_every - 1
-        vol, truth = make_training_pair(
-            seed,
-            modality,  # type: ignore[arg-type]
-            domain_randomised=dr,
-            spacing_mm=(spacing, spacing, spacing),
-            shape=shape,
-        )
-        yield f"synth-{'dr' if dr else 'real'}-{modality.lower()}-{seed:06d}", vol, truth
+        case_id, modality, dr = synthetic_case(seed, modalities)
+        path = out / f"{case_id}.npz"
+        paths.append(path)
+        if not path.exists():
+            jobs.append((path, seed, modality, dr, spacing, shape))
+    if workers <= 1:
+        done: Iterable[str] = map(_render_synthetic, jobs)
+        for case_id in done:
+            if progress:
+                progress(case_id)
+        return paths
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+        for case_id in pool.imap_unordered(_render_synthetic, jobs):
+            if progress:
+                progress(case_id)
+    return paths
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def nifti_source(folder: str | Path) -> Iterable[tuple[str, Volume, dict[str, Any]]]:
@@ -146,10 +204,7 @@ def build_cache(
     for case_id, image, truth in source:
         path = out / f"{case_id}.npz"
         if not path.exists():
-            case = render_case(*_canonical_pair(image, truth), spacing)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez_compressed(tmp, **case)  # type: ignore[arg-type]
-            tmp.replace(path)
+            _write_case(path, image, truth, spacing)
         written.append(path)
         if progress:
             progress(case_id)

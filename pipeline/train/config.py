@@ -27,6 +27,15 @@ class TrainConfig:
     weight_decay: float = 1e-5
     seed: int = 0
     num_threads: int = 1
+    # DataLoader worker processes drawing patches (0: in the training process). On a GPU
+    # the patch sampler, not the network, limits the step rate without workers.
+    num_workers: int = 0
+    # Wall-clock training budget in seconds (0: none): the run stops when it is spent and
+    # the learning rate decays by whichever of steps or time is further along.
+    time_budget_s: float = 0.0
+    # Steps between looks at the cache folder (new cases, late_train_glob); each look also
+    # restarts the DataLoader workers, so GPU runs with many workers use a longer interval.
+    reload_every: int = 100
     cpu_autocast: str = "none"
     ckpt_every: int = 100
     log_every: int = 20

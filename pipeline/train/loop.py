@@ -1,7 +1,9 @@
 """The training loop: random patches from the cache, DiceCE, AdamW, poly LR, resumable.
 
-Reproducible: the patch sampler's generator is seeded by ``(seed, step)``, so a run resumed
-from a checkpoint draws the same patches as an uninterrupted one.
+Reproducible: sample ``i`` of a run is drawn by a generator seeded ``(seed, i)``, so a run
+resumed from a checkpoint, or drawn by a different number of DataLoader workers, sees the
+same patches as an uninterrupted one (a wall-clock ``time_budget_s`` decides only where a
+run stops and how fast its learning rate decays).
 """
 
 from __future__ import annotations
@@ -24,13 +26,58 @@ from pipeline.train.config import TrainConfig
 Case = dict[str, npt.NDArray[Any]]
 
 
-def _pad_to(a: npt.NDArray[Any], size: int, value: float) -> npt.NDArray[Any]:
-    pads = [(0, max(0, size - s)) for s in a.shape]
-    return np.pad(a, pads, constant_values=value) if any(p[1] for p in pads) else a
+def _fg_index(sem: npt.NDArray[Any]) -> dict[int, npt.NDArray[np.int64]]:
+    """Voxel coordinates of each foreground class (every second voxel per axis)."""
+    sub = sem[::2, ::2, ::2]
+    return {int(c): np.argwhere(sub == c) * 2 for c in np.unique(sub) if c > 0}
+
+
+class PatchSampler(torch.utils.data.Dataset[tuple[Any, Any, Any]]):
+    """Random training patches; item ``i`` is drawn by a generator seeded ``(seed, i)``.
+
+    Reproducible whatever the number of DataLoader workers: sample ``i`` of a run is the
+    same whether it is drawn in the main process, in a worker, or after a resume.
+    Foreground coordinates and the padding value of each case are indexed once here
+    (before workers fork), so a draw only crops.
+    """
+
+    def __init__(self, cases: list[Case], size: int, fg_prob: float, seed: int) -> None:
+        self.size, self.fg_prob, self.seed = size, fg_prob, seed
+        self.cases: list[Case] = []
+        self.fg: list[dict[int, npt.NDArray[np.int64]]] = []
+        self.lo: list[float] = []
+        self.extend(cases)
+
+    def extend(self, cases: list[Case]) -> None:
+        """Add cases (a cache that is still being rendered grows during a run)."""
+        self.cases += cases
+        self.fg += [_fg_index(c["sem"]) for c in cases]
+        self.lo += [float(c["image"].min()) for c in cases]
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, i: int) -> tuple[Any, Any, Any]:
+        rng = np.random.default_rng([self.seed, int(i)])
+        k = int(rng.integers(len(self.cases)))
+        return sample_patch(self.cases[k], self.size, rng, self.fg_prob, self.fg[k], self.lo[k])
+
+
+def _crop(a: npt.NDArray[Any], start: Any, size: int, value: float) -> npt.NDArray[Any]:
+    """``a[start:start+size]`` per axis, padded with ``value`` where the volume is smaller."""
+    sl = tuple(slice(int(s), int(s) + size) for s in start)
+    c = a[sl]
+    pads = [(0, size - n) for n in c.shape]
+    return np.pad(c, pads, constant_values=value) if any(p[1] for p in pads) else c
 
 
 def sample_patch(
-    case: Case, size: int, rng: np.random.Generator, fg_prob: float
+    case: Case,
+    size: int,
+    rng: np.random.Generator,
+    fg_prob: float,
+    fg: dict[int, npt.NDArray[np.int64]] | None = None,
+    lo: float | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """One (2, s, s, s) input patch, its (1, s, s, s) class target and level target.
 
@@ -39,27 +86,23 @@ def sample_patch(
 
     With probability ``fg_prob`` the patch is centred (with jitter) on a voxel of a class
     drawn uniformly among the classes present, so rare classes (cord, tumour) are seen
-    as often as bone.
+    as often as bone. ``fg`` and ``lo`` (foreground coordinates and padding value) are
+    computed from the case when not given.
     """
-    img = case["image"].astype(np.float32)
     sem = case["sem"]
-    lo = float(img.min())
-    lev = case["level"].astype(np.float32) if "level" in case else np.zeros(sem.shape, np.float32)
-    img, sem, lev = _pad_to(img, size, lo), _pad_to(sem, size, 0), _pad_to(lev, size, 0)
-    shape = np.array(img.shape)
-    if rng.random() < fg_prob:
-        present = [c for c in np.unique(sem[::2, ::2, ::2]) if c > 0]
-        if present:
-            c = present[int(rng.integers(len(present)))]
-            idx = np.argwhere(sem[::2, ::2, ::2] == c) * 2
-            centre = idx[int(rng.integers(len(idx)))] + rng.integers(-size // 4, size // 4 + 1, 3)
-        else:
-            centre = rng.integers(0, shape)
+    fg = _fg_index(sem) if fg is None else fg
+    lo = float(case["image"].min()) if lo is None else lo
+    shape = np.array(sem.shape)
+    if fg and rng.random() < fg_prob:
+        idx = fg[list(fg)[int(rng.integers(len(fg)))]]
+        centre = idx[int(rng.integers(len(idx)))] + rng.integers(-size // 4, size // 4 + 1, 3)
     else:
         centre = rng.integers(0, shape)
-    start = np.clip(centre - size // 2, 0, shape - size)
-    sl = tuple(slice(int(s), int(s) + size) for s in start)
-    x, y, lv = img[sl].copy(), sem[sl].astype(np.int64), lev[sl]
+    start = np.clip(centre - size // 2, 0, np.maximum(shape - size, 0))
+    x = _crop(case["image"], start, size, lo).astype(np.float32)
+    y = _crop(sem, start, size, 0).astype(np.int64)
+    lev = case["level"] if "level" in case else np.zeros(sem.shape, np.float16)
+    lv = _crop(lev, start, size, 0).astype(np.float32)
     if rng.random() < 0.5:  # left-right mirror: our classes are side-free (pedicle L/R comes later)
         x, y, lv = x[::-1].copy(), y[::-1].copy(), lv[::-1].copy()
     lt = np.where(lv > 0, level_to_target(lv), np.nan).astype(np.float32)
@@ -67,7 +110,7 @@ def sample_patch(
     a, b = rng.uniform(0.85, 1.15), rng.uniform(-0.1, 0.1)
     if not is_ct and rng.random() < 0.5:
         x = (np.sign(x) * np.abs(x) ** rng.uniform(0.7, 1.5)).astype(np.float32)
-    x = x * a + b + rng.normal(0, rng.uniform(0, 0.05), x.shape).astype(np.float32)
+    x = x * a + b + rng.uniform(0, 0.05) * rng.standard_normal(x.shape, dtype=np.float32)
     inp = np.stack([x, np.full_like(x, 1.0 if is_ct else 0.0)]).astype(np.float32)
     return inp, y[None], lt[None]
 
@@ -86,6 +129,7 @@ def validate(net: torch.nn.Module, cases: list[Case], roi: int, autocast: Any) -
     from monai.inferers import sliding_window_inference
 
     net.eval()
+    dev = next(net.parameters()).device
     scores: list[list[float]] = []
     level_err: list[float] = []
     with torch.inference_mode():
@@ -100,8 +144,16 @@ def validate(net: torch.nn.Module, cases: list[Case], roi: int, autocast: Any) -
             )[None]
             with autocast():
                 logits: Any = sliding_window_inference(
-                    x, (roi,) * 3, 1, net, overlap=0.25, mode="gaussian"
+                    x,
+                    (roi,) * 3,
+                    4,
+                    net,
+                    overlap=0.25,
+                    mode="gaussian",
+                    sw_device=dev,
+                    device="cpu",
                 )
+            logits = logits.float()
             nc = len(SEMANTIC_CLASSES)
             scores.append(_dice_per_class(logits[0, :nc].argmax(0).numpy(), case["sem"], nc))
             if "level" in case and logits.shape[1] > nc:
@@ -135,18 +187,40 @@ def _train_glob_at(cfg: TrainConfig, step: int) -> str:
     return cfg.late_train_glob if late else cfg.train_glob
 
 
+def _load_cases(files: list[Path]) -> list[Case]:
+    return [load_case(p) for p in files]
+
+
+def _batches(cfg: TrainConfig, data: PatchSampler, first_step: int, last_step: int) -> Any:
+    """Batches for steps ``[first_step, last_step)``: sample ``i`` of the run is item ``i``
+    of ``data`` (drawn by ``num_workers`` processes when configured)."""
+    bs = cfg.batch_size
+    return torch.utils.data.DataLoader(
+        data,
+        batch_size=bs,
+        sampler=range(first_step * bs, last_step * bs),
+        num_workers=cfg.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        prefetch_factor=4 if cfg.num_workers else None,
+    )
+
+
 def train(
     cfg: TrainConfig, log: Callable[[str], None] = print, max_steps: int | None = None
 ) -> Path:
     """Train (or resume) and export the model; returns the export folder.
 
     ``max_steps`` stops this call early (the run resumes later from its checkpoint).
+    With ``cfg.time_budget_s`` the run also stops once that much training time (summed
+    over resumes) is spent, and the poly learning-rate decay follows whichever of steps
+    or time is further along, so a budget-limited run still ends at a low rate.
     """
     from monai.losses import DiceCELoss
 
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its kernels once
     run = cfg.path("run_dir")
     run.mkdir(parents=True, exist_ok=True)
     cache = cfg.path("cache_dir")
@@ -154,13 +228,13 @@ def train(
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     ckpt = run / "checkpoint.pt"
-    step = 0
-    history: list[dict[str, Any]] = []
+    step, spent = 0, 0.0
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         step = int(state["step"])
+        spent = float(state.get("elapsed_s", 0.0))
         log(f"resumed from step {step}")
     elif cfg.init_weights:
         from safetensors.torch import load_file
@@ -182,82 +256,100 @@ def train(
             "TRAIN_CACHE_EMPTY",
             f"no training cases in {cache / 'train'} (run spinemet train --build-cache)",
         )
-    cases = [load_case(p) for p in train_files]
-    val = [load_case(p) for p in val_files]
-    log(f"{len(cases)} training cases, {len(val)} validation cases, device {device}")
+    val = _load_cases(val_files)
+    data = PatchSampler(
+        _load_cases(train_files), cfg.patch_size, cfg.foreground_crop_prob, cfg.seed
+    )
+    log(f"{len(data.cases)} training cases, {len(val)} validation cases, device {device}")
     metrics_log = run / "metrics.jsonl"
     autocast = _autocast(cfg)
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
-    t0, running = time.perf_counter(), []
+    budget = cfg.time_budget_s or math.inf
+    started = time.perf_counter() - spent
+    t0, running, last_val = time.perf_counter(), [], -1
+
+    def elapsed() -> float:
+        return time.perf_counter() - started
+
+    def validate_and_log() -> None:
+        rec = {"step": step, "val_dice": validate(net, val, cfg.roi_size, autocast)}
+        log(json.dumps(rec))
+        with open(metrics_log, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+    out_of_time = spent >= budget  # a fresh run makes at least one step
     net.train()
-    while step < stop:
-        if step % 100 == 0 and step:
-            want = _train_glob_at(cfg, step)
-            files = sorted((cache / "train").glob(want)) if want != pattern else []
-            if files:
-                pattern, train_files = want, files
-                cases = [load_case(p) for p in train_files]
-                log(f"step {step}: training on {pattern} only ({len(cases)} cases)")
-            # The cache may still be growing (rendered by a parallel job): pick up new cases.
-            more = sorted((cache / "train").glob(pattern))
-            if len(more) > len(train_files):
-                known = set(train_files)
-                cases += [load_case(p) for p in more if p not in known]
-                train_files = more
-                log(f"{len(cases)} training cases")
-            if len(val) < cfg.val_cases:
-                val_files = sorted((cache / "val").glob("*.npz"))[: cfg.val_cases]
-                val = [load_case(p) for p in val_files]
-        rng = np.random.default_rng([cfg.seed, step])
-        batch = [
-            sample_patch(
-                cases[int(rng.integers(len(cases)))], cfg.patch_size, rng, cfg.foreground_crop_prob
+    while step < stop and not out_of_time:
+        # Cases are re-read every reload_every steps: the glob may switch (late_train_glob)
+        # and the cache may still be growing (rendered by a parallel job).
+        want = _train_glob_at(cfg, step)
+        more = sorted((cache / "train").glob(want))
+        if want != pattern:
+            data = PatchSampler(
+                _load_cases(more), cfg.patch_size, cfg.foreground_crop_prob, cfg.seed
             )
-            for _ in range(cfg.batch_size)
-        ]
-        x = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
-        y = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)
-        lt = torch.from_numpy(np.stack([b[2] for b in batch])).to(device)
-        lr = cfg.lr * (1 - step / cfg.steps) ** 0.9
-        for g in opt.param_groups:
-            g["lr"] = lr
-        with autocast():
-            out = net(x)
-        out = out.float()
-        loss = loss_fn(out[:, :LEVEL_CHANNEL], y)
-        mask = ~torch.isnan(lt)
-        if mask.any():
-            reg = torch.nn.functional.smooth_l1_loss(
-                out[:, LEVEL_CHANNEL : LEVEL_CHANNEL + 1][mask], lt[mask], beta=0.1
-            )
-            loss = loss + cfg.level_loss_weight * reg
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        running.append(loss.item())
-        if step % cfg.log_every == 0 or step == stop:
-            rec = {
-                "step": step,
-                "loss": round(float(np.mean(running)), 4),
-                "lr": round(lr, 6),
-                "s_per_step": round((time.perf_counter() - t0) / len(running), 3),
-            }
-            running, t0 = [], time.perf_counter()
-            log(json.dumps(rec))
-            with open(metrics_log, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-        if step % cfg.ckpt_every == 0 or step == stop:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "step": step}, tmp)
-            tmp.replace(ckpt)
-        if val and (step % cfg.val_every == 0 or step == cfg.steps):
-            dice = validate(net, val, cfg.roi_size, autocast)
-            rec2 = {"step": step, "val_dice": dice}
-            history.append(rec2)
-            log(json.dumps(rec2))
-            with open(metrics_log, "a") as fh:
-                fh.write(json.dumps(rec2) + "\n")
+        elif len(more) > len(train_files):
+            known = set(train_files)
+            data.extend(_load_cases([p for p in more if p not in known]))
+        if want != pattern or len(more) > len(train_files):
+            pattern, train_files = want, more
+            log(f"step {step}: {len(data.cases)} training cases ({pattern})")
+        if len(val) < cfg.val_cases:
+            val = _load_cases(sorted((cache / "val").glob("*.npz"))[: cfg.val_cases])
+        every = cfg.reload_every
+        chunk_end = min(stop, (step // every + 1) * every)
+        for x, y, lt in _batches(cfg, data, step, chunk_end):
+            x, y, lt = (t.to(device, non_blocking=True) for t in (x, y, lt))
+            progress = max(step / cfg.steps, elapsed() / budget)
+            lr = cfg.lr * max(0.0, 1 - progress) ** 0.9
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with autocast():
+                out = net(x)
+            out = out.float()
+            loss = loss_fn(out[:, :LEVEL_CHANNEL], y)
+            mask = ~torch.isnan(lt)
+            if mask.any():
+                reg = torch.nn.functional.smooth_l1_loss(
+                    out[:, LEVEL_CHANNEL : LEVEL_CHANNEL + 1][mask], lt[mask], beta=0.1
+                )
+                loss = loss + cfg.level_loss_weight * reg
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            running.append(loss.item())
+            out_of_time = elapsed() >= budget
+            if step % cfg.log_every == 0 or step == stop or out_of_time:
+                rec = {
+                    "step": step,
+                    "loss": round(float(np.mean(running)), 4),
+                    "lr": round(lr, 6),
+                    "s_per_step": round((time.perf_counter() - t0) / len(running), 3),
+                    "elapsed_s": round(elapsed(), 1),
+                }
+                running, t0 = [], time.perf_counter()
+                log(json.dumps(rec))
+                with open(metrics_log, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+            if step % cfg.ckpt_every == 0 or step == stop or out_of_time:
+                tmp = ckpt.with_suffix(".tmp")
+                state = {
+                    "model": net.state_dict(),
+                    "optim": opt.state_dict(),
+                    "step": step,
+                    "elapsed_s": elapsed(),
+                }
+                torch.save(state, tmp)
+                tmp.replace(ckpt)
+            if val and step % cfg.val_every == 0:
+                validate_and_log()
+                last_val = step
+            if out_of_time:
+                log(f"time budget of {cfg.time_budget_s:.0f} s spent at step {step}")
+                break
+    if val and last_val != step and (step == cfg.steps or out_of_time):
+        validate_and_log()
     return export(cfg, net, step, run)
 
 

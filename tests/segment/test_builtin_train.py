@@ -174,4 +174,63 @@ def test_late_train_glob_takes_over_within_one_run(tiny_model: tuple[Path, Train
                    late_train_glob="ph-1*", late_from_step=100)  # fmt: skip
     train(cfg3, log=logs.append)
     assert logs[0].startswith("2 training cases")
-    assert any(m == "step 100: training on ph-1* only (1 cases)" for m in logs), logs
+    assert any(m == "step 100: 1 training cases (ph-1*)" for m in logs), logs
+
+
+def test_patches_do_not_depend_on_the_number_of_workers(
+    tiny_model: tuple[Path, TrainConfig],
+) -> None:
+    from dataclasses import replace
+
+    from pipeline.train.loop import PatchSampler, _batches
+
+    _, cfg = tiny_model
+    cases = [load_case(p) for p in sorted((cfg.path("cache_dir") / "train").glob("*.npz"))]
+    data = PatchSampler(cases, cfg.patch_size, cfg.foreground_crop_prob, cfg.seed)
+    one = list(_batches(replace(cfg, batch_size=3, num_workers=0), data, 5, 8))
+    two = list(_batches(replace(cfg, batch_size=3, num_workers=2), data, 5, 8))
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two, strict=True):
+        assert all(
+            torch.equal(ta.nan_to_num(-9), tb.nan_to_num(-9)) for ta, tb in zip(a, b, strict=True)
+        )
+    # ...and a different step range draws different patches.
+    other = next(iter(_batches(replace(cfg, batch_size=3), data, 6, 7)))
+    assert not torch.equal(other[0], one[0][0])
+
+
+def test_time_budget_stops_the_run_and_is_kept_across_resumes(
+    tiny_model: tuple[Path, TrainConfig],
+) -> None:
+    from dataclasses import replace
+
+    out, cfg = tiny_model
+    run4 = cfg.path("run_dir").parent / "run-budget"
+    logs: list[str] = []
+    cfg4 = replace(cfg, run_dir=str(run4), export_dir=str(run4 / "model"), steps=1000,
+                   time_budget_s=1e-6, init_weights=str(out / "model.safetensors"))  # fmt: skip
+    train(cfg4, log=logs.append)
+    state = torch.load(run4 / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 1 and state["elapsed_s"] > 0
+    assert any(m.startswith("time budget of 0 s spent at step 1") for m in logs), logs
+    assert any('"val_dice"' in m for m in logs)  # a budget-stopped run is still validated
+    card = yaml.safe_load((run4 / "model" / "card.yaml").read_text())
+    assert card["training"]["steps_done"] == 1
+    # Resuming with the budget already spent trains nothing more.
+    train(cfg4, log=logs.append)
+    assert torch.load(run4 / "checkpoint.pt", weights_only=True)["step"] == 1
+
+
+def test_synthetic_cache_renders_the_same_with_several_processes(tmp_path: Path) -> None:
+    from pipeline.train.cache import build_synthetic_cache
+
+    kw = {"modalities": ["CT", "MR"], "spacing": 4.0, "shape": (48, 48, 56)}
+    a = build_synthetic_cache(tmp_path / "a", range(3), workers=1, **kw)  # type: ignore[arg-type]
+    seen: list[str] = []
+    b = build_synthetic_cache(tmp_path / "b", range(3), workers=2, progress=seen.append, **kw)  # type: ignore[arg-type]
+    assert [p.name for p in a] == [p.name for p in b]
+    assert sorted(seen) == sorted(p.stem for p in b)
+    assert [p.name[:9] for p in a] == ["synth-dr-", "synth-dr-", "synth-rea"]
+    for pa, pb in zip(a, b, strict=True):
+        ca, cb = load_case(pa), load_case(pb)
+        assert all(np.array_equal(ca[k], cb[k]) for k in ca)
