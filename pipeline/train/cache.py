@@ -92,8 +92,9 @@ def _synthetic_pair(
 
 def _write_case(path: Path, image: Volume, truth: dict[str, Any], spacing: float) -> None:
     case = render_case(*_canonical_pair(image, truth), spacing)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **case)  # type: ignore[arg-type]
+    tmp = path.with_suffix(".part")  # not *.npz: a training run globbing the cache skips it
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **case)  # type: ignore[arg-type]
     tmp.replace(path)
 
 
