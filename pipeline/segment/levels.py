@@ -69,6 +69,12 @@ MAX_BODY_WIDTH_MM = 75.0
 #: A body whose centre lies further than this (mm, in the axial plane) from the spinal
 #: canal's centre at its height is not part of the column (bodies sit 15-35 mm anterior).
 MAX_CANAL_OFFSET_MM = 50.0
+#: Pieces of sac / cord further than this (mm) from the main canal are not this spinal
+#: canal (a compressed segment interrupts the canal for at most one to two centimetres).
+MAX_CANAL_GAP_MM = 20.0
+#: The main canal is the piece with most voxels within this distance (mm) of bone: the
+#: canal runs inside the vertebral ring (its wall is at most a few millimetres away).
+CANAL_NEAR_BONE_MM = 15.0
 # Levels in column order that can be numbered (C3..L5, no transitional ones).
 _COLUMN: tuple[int, ...] = tuple(range(3, 25))
 # Levels the learned estimate can give (C1..L5).
@@ -106,6 +112,36 @@ def body_instances(
 def plausible_sacrum(sacrum: npt.NDArray[np.bool_], affine: npt.NDArray[np.float64]) -> bool:
     """Whether a predicted sacrum mask is large enough to be one (see MIN_SACRUM_ML)."""
     return bool(sacrum.sum() * _voxel_volume(affine) / 1000.0 >= MIN_SACRUM_ML)
+
+
+def spinal_canal(
+    canal: npt.NDArray[np.bool_],
+    bone: npt.NDArray[np.bool_],
+    affine: npt.NDArray[np.float64],
+    max_gap_mm: float = MAX_CANAL_GAP_MM,
+) -> tuple[npt.NDArray[np.bool_], int]:
+    """The spinal canal among predicted sac / cord voxels, and how many pieces were left out.
+
+    The main piece (connected component) is the one with most voxels within
+    ``CANAL_NEAR_BONE_MM`` of bone; other pieces are kept when they come within
+    ``max_gap_mm`` of it (the canal above and below a compressed level). Pieces elsewhere
+    (a "sac" in the bowel or a limb) are not this canal.
+    """
+    lab, n = ndimage.label(canal)
+    if n <= 1:
+        return canal, 0
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    ids = np.arange(1, n + 1)
+    if bone.any():
+        near = ndimage.distance_transform_edt(~bone, sampling=spacing) <= CANAL_NEAR_BONE_MM
+        score = np.asarray(ndimage.sum(near, lab, ids)) + 1e-3 * np.bincount(lab.ravel())[1:]
+    else:
+        score = np.bincount(lab.ravel())[1:].astype(float)
+    main = lab == int(ids[int(np.argmax(score))])
+    gap = ndimage.distance_transform_edt(~main, sampling=spacing)
+    reach = ndimage.minimum(gap, lab, ids)
+    keep = np.concatenate([[False], np.asarray(reach) <= max_gap_mm])
+    return keep[lab], int(n - keep.sum())
 
 
 def drop_off_column(

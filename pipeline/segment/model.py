@@ -211,6 +211,7 @@ def derive_maps(
         merge_fragments,
         number_instances,
         plausible_sacrum,
+        spinal_canal,
         split_pedicles,
     )
 
@@ -219,7 +220,7 @@ def derive_maps(
     bone = body | lesion | (sem == SEM["pedicle"]) | (sem == SEM["posterior"])
     near_body = ndimage.binary_dilation(body, iterations=2)
     body_like = body | (lesion & near_body)
-    canal = (sem == SEM["sac"]) | (sem == SEM["cord"])
+    canal, n_stray = spinal_canal((sem == SEM["sac"]) | (sem == SEM["cord"]), bone, affine)
     inst, n_dropped = drop_off_column(body_instances(body_like, affine), affine, canal)
     inst = merge_fragments(inst, affine)
     inst = grow_labels(inst, bone)
@@ -255,6 +256,7 @@ def derive_maps(
         ("disc", L.DISC),
     ):
         structures[sem == SEM[name]] = code
+    structures[np.isin(structures, (L.SAC, L.CORD)) & ~canal] = 0  # stray pieces, not the canal
     parts = np.zeros(sem.shape, np.int16)
     parts[body_like] = L.BODY
     parts[(sem == SEM["posterior"]) | (lesion & ~body_like)] = L.POSTERIOR
@@ -264,4 +266,6 @@ def derive_maps(
     confidence = {L.level_name(numbers[i]): conf[i] for i in numbers}
     if n_dropped:
         why += f"; {n_dropped} body-like region(s) off the spinal column ignored"
+    if n_stray:
+        why += f"; {n_stray} sac/cord region(s) away from the spinal canal ignored"
     return vert, structures, parts, confidence, uncertain, why

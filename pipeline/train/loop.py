@@ -362,9 +362,10 @@ DESIGN_NOTES = [
     "A 12th output channel regresses each bone voxel's column position (learned level estimate); "
     "numbering counts up from the sacrum when it is visible, else fits the consecutive sequence "
     "closest to the per-instance estimates and flags numbering_uncertain.",
-    "2 mm grid, 64^3 training patches, 96^3 inference windows: on the 2-core CPU, batch 2 costs "
+    "2 mm grid, 96^3 inference windows. CPU recipe (configs/train.yaml): 64^3 patches, batch 2, "
     "about 1 s per step in fp32 with one thread (bf16 autocast measured slower: 1.5-1.8 s), so "
-    "cpu_autocast is off; GPUs use fp16/bf16 autocast.",
+    "cpu_autocast is off. GPU recipe (configs/train_gpu.yaml): 96^3 patches, batch 8, bf16 "
+    "autocast, 0.05-0.09 s per step on one H200 with 10 DataLoader workers.",
 ]
 
 

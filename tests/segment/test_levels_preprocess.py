@@ -136,3 +136,30 @@ def test_fragments_closer_than_a_vertebral_pitch_are_merged() -> None:
     out = merge_fragments(inst, np.eye(4))
     assert out.max() == 3
     assert len(np.unique(out[:, :, 5:25])) == 1 and out[0, 0, 5] != out[0, 0, 40] != out[0, 0, 56]
+
+
+def test_stray_sac_pieces_away_from_the_canal_are_not_the_canal(phantom) -> None:
+    from pipeline.segment.levels import spinal_canal
+
+    img, truth = phantom(3, sacrum=True)
+    sem = semantic_from_truth(truth["vertebrae"], truth["structures"], truth["parts"])
+    canal_true = np.isin(sem, (SEM["sac"], SEM["cord"]))
+    bone = np.isin(sem, (SEM["body"], SEM["pedicle"], SEM["posterior"]))
+    # A "sac" blob far from the spine, larger than the canal itself.
+    sem2 = sem.copy()
+    far = np.zeros(sem.shape, bool)
+    far[:6, -12:, :] = True
+    assert far.sum() > canal_true.sum() and not (far & (canal_true | bone)).any()
+    sem2[far] = SEM["sac"]
+    # A compressed level: the canal interrupted over 2 voxels, both parts kept.
+    idx = np.argwhere(canal_true)
+    z = int(np.median(idx[:, 2]))
+    sem2[:, :, z : z + 2][canal_true[:, :, z : z + 2]] = SEM["posterior"]
+    canal, n_stray = spinal_canal(np.isin(sem2, (SEM["sac"], SEM["cord"])), bone, img.affine)
+    assert n_stray == 1 and not (canal & far).any()
+    assert canal.sum() == (canal_true.sum() - canal_true[:, :, z : z + 2].sum())
+    vert, struct, *_, why = derive_maps(sem2, img.affine)
+    assert not np.isin(struct[far], (L.SAC, L.CORD)).any()
+    assert "1 sac/cord region(s) away from the spinal canal ignored" in why
+    on_bone = truth["vertebrae"] > 0  # numbering unchanged (the painted gap is extra bone)
+    assert np.array_equal(vert[on_bone], truth["vertebrae"][on_bone])
