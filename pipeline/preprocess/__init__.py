@@ -8,6 +8,7 @@ from pipeline.preprocess.normalise import model_input, normalise_intensity
 from pipeline.preprocess.resample import (
     resample_labels_nearest,
     resample_to_spacing,
+    sample_labels_on_grid,
     sample_tensor_on_grid,
     scaled_grid,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "normalise_intensity",
     "resample_labels_nearest",
     "resample_to_spacing",
+    "sample_labels_on_grid",
     "sample_tensor_on_grid",
     "scaled_grid",
 ]

@@ -105,6 +105,81 @@ def sample_tensor_on_grid(
     return torch.cat(out, dim=-1)
 
 
+def channel_argmax(c: torch.Tensor) -> torch.Tensor:
+    """argmax over dim 0 as uint8, by a running maximum (a strided argmax is slow on CPU)."""
+    best = c[0].clone()
+    arg = torch.zeros(c.shape[1:], dtype=torch.uint8, device=c.device)
+    for ch in range(1, c.shape[0]):
+        better = c[ch] > best
+        best = torch.where(better, c[ch], best)
+        arg[better] = ch
+    return arg
+
+
+def sample_labels_on_grid(
+    logits: torch.Tensor,
+    nearest: torch.Tensor,
+    src_affine: npt.NDArray[np.float64],
+    dst_affine: npt.NDArray[np.float64],
+    dst_shape: tuple[int, int, int],
+    chunk_voxels: int = 4_000_000,
+    labels: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class labels of (C, I, J, K) ``logits`` and nearest values of (D, I, J, K) integer
+    maps ``nearest``, both given on ``src_affine``, at every voxel of a target grid.
+
+    The label is the argmax of the trilinearly interpolated logits, as
+    ``sample_tensor_on_grid(logits, ..., reduce=argmax)`` gives, but interpolated only
+    where it can change: a convex combination of logit vectors that share their argmax
+    has that argmax, so a target voxel whose 8 surrounding source voxels agree takes their
+    label directly. On a fine CT grid this skips most of the interpolation work. Points
+    outside the source take the border value. ``labels``, the argmax of ``logits`` on the
+    source grid, is computed when not given. Returns (uint8 labels, int16 nearest maps).
+    """
+    dev = logits.device
+    n_src = torch.tensor(logits.shape[1:], device=dev)
+    lab = channel_argmax(logits) if labels is None else labels.to(torch.uint8)
+    # Per source cell (corner index f, cells at the top border replicated): all 8 agree?
+    pad = F.pad(lab[None, None].float(), (0, 1, 0, 1, 0, 1), mode="replicate")[0, 0]
+    agree = torch.ones(lab.shape, dtype=torch.bool, device=dev)
+    ni_, nj_, nk_ = lab.shape
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                agree &= pad[di : di + ni_, dj : dj + nj_, dk : dk + nk_] == lab
+    m = torch.as_tensor(
+        _target_to_source_matrix(src_affine, dst_affine), dtype=torch.float32, device=dev
+    )
+    ni, nj, nk = dst_shape
+    per_k = max(1, chunk_voxels // max(1, ni * nj))
+    ii = torch.arange(ni, dtype=torch.float32, device=dev)
+    jj = torch.arange(nj, dtype=torch.float32, device=dev)
+    hi = (n_src - 1).float()
+    inp = logits[None].float()
+    chunks, near = [], []
+    for k0 in range(0, nk, per_k):
+        kk = torch.arange(k0, min(nk, k0 + per_k), dtype=torch.float32, device=dev)
+        gi, gj, gk = torch.meshgrid(ii, jj, kk, indexing="ij")
+        idx = torch.stack([gi, gj, gk], dim=-1) @ m[:3, :3].T + m[:3, 3]
+        idx = torch.minimum(torch.clamp(idx, min=0.0), hi)  # border padding
+        f = idx.floor().long()
+        f = torch.minimum(f, (n_src - 1).long())
+        out = lab[f[..., 0], f[..., 1], f[..., 2]]
+        mixed = ~agree[f[..., 0], f[..., 1], f[..., 2]]
+        if mixed.any():
+            pts = idx[mixed]
+            norm = 2.0 * pts / torch.clamp(hi, min=1.0) - 1.0
+            grid = norm.flip(-1).view(1, 1, 1, -1, 3)
+            val = F.grid_sample(
+                inp, grid, mode="bilinear", padding_mode="border", align_corners=True
+            )
+            out[mixed] = channel_argmax(val[0, :, 0, 0])
+        chunks.append(out)
+        r = torch.minimum(torch.round(idx).long(), (n_src - 1).long())
+        near.append(nearest[:, r[..., 0], r[..., 1], r[..., 2]].to(torch.int16))
+    return torch.cat(chunks, dim=-1), torch.cat(near, dim=-1)
+
+
 def resample_labels_nearest(
     labels: npt.NDArray[Any],
     src_affine: npt.NDArray[np.float64],

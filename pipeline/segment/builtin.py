@@ -20,7 +20,8 @@ from scipy import ndimage
 from pipeline import labels as L
 from pipeline.errors import ConfigError, InputError
 from pipeline.io.volume import Volume
-from pipeline.preprocess import model_input, resample_to_spacing, sample_tensor_on_grid
+from pipeline.preprocess import model_input, resample_to_spacing
+from pipeline.preprocess.resample import channel_argmax, sample_labels_on_grid
 from pipeline.segment.model import SEM, ModelCard, derive_maps, load_network, target_to_level
 from pipeline.segment.types import SpineSegmentation
 
@@ -120,7 +121,8 @@ class BuiltinSegmenter:
         times["inference_s"] = time.perf_counter() - t
         t = time.perf_counter()
         nc = len(self.card.classes)
-        sem_m = logits[:nc].argmax(0).to(torch.uint8).cpu().numpy()
+        sem_t = channel_argmax(logits[:nc])
+        sem_m = sem_t.cpu().numpy()
         use_learned = self.card.level_estimate == "learned" and logits.shape[0] > nc
         level_est = target_to_level(logits[nc].cpu().numpy()) if use_learned else None
         vert_m, _, parts_m, conf, uncertain, why = derive_maps(sem_m, on_model.affine, level_est)
@@ -137,31 +139,15 @@ class BuiltinSegmenter:
         parts = np.zeros(src.shape, np.int16)
         if box is not None:
             sub_shape = tuple(b.stop - b.start for b in box)
-            sem_s = (
-                sample_tensor_on_grid(
-                    logits[:nc],
-                    on_model.affine,
-                    sub_affine,
-                    sub_shape,
-                    reduce=channel_argmax,
-                )
-                .cpu()
-                .numpy()
+            sem_s_t, near_t = sample_labels_on_grid(
+                logits[:nc],
+                torch.from_numpy(np.stack([vert_d, parts_d]).astype(np.int16)).to(self.device),
+                on_model.affine,
+                sub_affine,
+                sub_shape,
+                labels=sem_t,
             )
-            near = (
-                sample_tensor_on_grid(
-                    torch.from_numpy(np.stack([vert_d, parts_d]).astype(np.float32)).to(
-                        self.device
-                    ),
-                    on_model.affine,
-                    sub_affine,
-                    sub_shape,
-                    mode="nearest",
-                    reduce=lambda c: c.to(torch.int16),
-                )
-                .cpu()
-                .numpy()
-            )
+            sem_s, near = sem_s_t.cpu().numpy(), near_t.cpu().numpy()
             v, st, p = _source_maps(sem_s, near[0], near[1])
             vertebrae[box], structures[box], parts[box] = v, st, p
         times["postprocess_s"] = time.perf_counter() - t
@@ -190,17 +176,6 @@ class BuiltinSegmenter:
         """The card's own ``status`` (e.g. an under-trained model), shown in every report."""
         status = self.card.raw.get("status")
         return [f"model {self.card.name}: {' '.join(str(status).split())}"] if status else []
-
-
-def channel_argmax(c: torch.Tensor) -> torch.Tensor:
-    """argmax over dim 0 as uint8, by a running maximum (a strided argmax is slow on CPU)."""
-    best = c[0].clone()
-    arg = torch.zeros(c.shape[1:], dtype=torch.uint8, device=c.device)
-    for ch in range(1, c.shape[0]):
-        better = c[ch] > best
-        best = torch.where(better, c[ch], best)
-        arg[better] = ch
-    return arg
 
 
 def _source_box(

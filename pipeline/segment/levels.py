@@ -81,6 +81,19 @@ _COLUMN: tuple[int, ...] = tuple(range(3, 25))
 _ALL: tuple[int, ...] = tuple(range(1, 25))
 
 
+def _ids(inst: npt.NDArray[np.integer]) -> list[int]:
+    """Instance ids present (> 0), by counting rather than sorting (large grids)."""
+    return [int(i) for i in np.flatnonzero(np.bincount(inst.ravel()))[1:]] if inst.size else []
+
+
+def _consecutive(lab: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
+    """Ids renumbered 1..n in order (0 stays 0), like ``np.unique(return_inverse)``."""
+    present = np.bincount(lab.ravel()) > 0
+    present[0] = True
+    lut = np.cumsum(present) - 1
+    return lut[lab]
+
+
 def _voxel_volume(affine: npt.NDArray[np.float64]) -> float:
     return float(abs(np.linalg.det(np.asarray(affine)[:3, :3])))
 
@@ -105,7 +118,7 @@ def body_instances(
         small = np.concatenate([[False], sizes2 < min_volume_mm3 / 3])
         lab2 = np.where(small[lab2], 0, lab2)
         lab = grow_labels(lab2, lab > 0)
-    _, inv = np.unique(lab, return_inverse=True)  # consecutive ids, 0 stays background
+    inv = _consecutive(lab)  # 0 stays background
     return inv.reshape(lab.shape).astype(np.int32)
 
 
@@ -127,20 +140,24 @@ def spinal_canal(
     ``max_gap_mm`` of it (the canal above and below a compressed level). Pieces elsewhere
     (a "sac" in the bowel or a limb) are not this canal.
     """
+    from scipy.spatial import cKDTree
+
     lab, n = ndimage.label(canal)
     if n <= 1:
         return canal, 0
-    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
-    ids = np.arange(1, n + 1)
+    aff = np.asarray(affine)
+    idx = np.argwhere(canal)
+    comp = lab[tuple(idx.T)]
+    pts = idx @ aff[:3, :3].T + aff[:3, 3]
+    score = np.bincount(comp, minlength=n + 1).astype(float)[1:] * 1e-3
     if bone.any():
-        near = ndimage.distance_transform_edt(~bone, sampling=spacing) <= CANAL_NEAR_BONE_MM
-        score = np.asarray(ndimage.sum(near, lab, ids)) + 1e-3 * np.bincount(lab.ravel())[1:]
-    else:
-        score = np.bincount(lab.ravel())[1:].astype(float)
-    main = lab == int(ids[int(np.argmax(score))])
-    gap = ndimage.distance_transform_edt(~main, sampling=spacing)
-    reach = ndimage.minimum(gap, lab, ids)
-    keep = np.concatenate([[False], np.asarray(reach) <= max_gap_mm])
+        bpts = np.argwhere(bone) @ aff[:3, :3].T + aff[:3, 3]
+        d, _ = cKDTree(bpts).query(pts, distance_upper_bound=CANAL_NEAR_BONE_MM)
+        score += np.bincount(comp, weights=np.isfinite(d), minlength=n + 1)[1:]
+    main = int(np.argmax(score)) + 1
+    gap, _ = cKDTree(pts[comp == main]).query(pts, distance_upper_bound=max_gap_mm)
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(comp[np.isfinite(gap)])] = True
     return keep[lab], int(n - keep.sum())
 
 
@@ -157,7 +174,7 @@ def drop_off_column(
     centre lies more than ``max_offset_mm`` in the axial plane from the canal's centre at
     its height, is dropped. Returns consecutive ids and how many were dropped.
     """
-    ids = [int(i) for i in np.unique(inst) if i > 0]
+    ids = _ids(inst)
     if not ids:
         return inst, 0
     aff = np.asarray(affine)
@@ -179,7 +196,7 @@ def drop_off_column(
                 ok = float(np.linalg.norm(canal_pts[near, :2].mean(0) - c[:2])) <= max_offset_mm
         keep[i] = ok
     out = np.where(keep[inst], inst, 0)
-    _, inv = np.unique(out, return_inverse=True)
+    inv = _consecutive(out)
     return inv.reshape(out.shape).astype(np.int32), int(len(ids) - keep.sum())
 
 
@@ -194,7 +211,7 @@ def merge_fragments(
     the column (even at 40 deg of local kyphosis or scoliosis the pitch keeps >= 13 mm of
     S). Returns consecutive ids 1..n, head to feet.
     """
-    ids = [int(i) for i in np.unique(inst) if i > 0]
+    ids = _ids(inst)
     if len(ids) < 2:
         return inst
     aff = np.asarray(affine)
@@ -274,7 +291,7 @@ def number_instances(
     reason : str
         How the numbers were found (for the report).
     """
-    ids = [int(i) for i in np.unique(inst) if i > 0]
+    ids = _ids(inst)
     if not ids:
         return {}, {}, False, "no vertebra found"
     aff = np.asarray(affine)

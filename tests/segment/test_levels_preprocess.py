@@ -64,6 +64,34 @@ def test_sample_tensor_on_grid_identity_and_chunks() -> None:
     assert torch.allclose(x, y, atol=1e-5)
 
 
+def test_label_sampling_equals_the_argmax_of_interpolated_logits() -> None:
+    from pipeline.preprocess import sample_labels_on_grid
+
+    rng = np.random.default_rng(3)
+    for rotate in (False, True):
+        raw = torch.from_numpy(rng.normal(size=(1, 5, 12, 14, 10)).astype(np.float32))
+        logits = torch.nn.functional.avg_pool3d(raw, 3, 1, 1)[0] * 5  # smooth: regions agree
+        near = torch.from_numpy(rng.integers(0, 30, (2, 12, 14, 10)).astype(np.int16))
+        src = np.diag([2.0, 2.0, 2.0, 1.0])
+        src[:3, 3] = [1, 2, 3]
+        rot = np.linalg.qr(rng.normal(size=(3, 3)))[0] if rotate else np.eye(3)
+        dst = np.eye(4)
+        dst[:3, :3] = rot @ np.diag([0.7, 0.8, 1.1])
+        dst[:3, 3] = [-1.0, 0.0, 2.0]
+        shape = (40, 38, 25)
+        ref = sample_tensor_on_grid(logits, src, dst, shape, reduce=lambda c: c.argmax(0))
+        lab, nn = sample_labels_on_grid(logits, near, src, dst, shape, chunk_voxels=5000)
+        assert lab.dtype == torch.uint8 and torch.equal(lab.long(), ref)
+        # Nearest values: the source voxel whose centre is closest (ties aside).
+        m = np.linalg.inv(src) @ dst
+        ijk = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1) @ m[:3, :3].T
+        ijk = np.clip(ijk + m[:3, 3], 0, np.array(near.shape[1:]) - 1)
+        clear = (np.abs(ijk - np.floor(ijk) - 0.5) > 1e-3).all(-1)
+        r = np.rint(ijk).astype(int)
+        want = near.numpy()[:, r[..., 0], r[..., 1], r[..., 2]]
+        assert np.array_equal(nn.numpy()[:, clear], want[:, clear]) and clear.mean() > 0.5
+
+
 def test_model_input_percentile_normalisation_and_ct_flag() -> None:
     ct = model_input(np.linspace(-1000, 1000, 1000).reshape(10, 10, 10), "CT")
     assert ct.shape == (2, 10, 10, 10) and float(ct[1].min()) == 1.0
