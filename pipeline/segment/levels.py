@@ -117,7 +117,12 @@ def body_instances(
         sizes2 = ndimage.sum_labels(eroded, lab2, index=np.arange(1, n2 + 1)) * vv
         small = np.concatenate([[False], sizes2 < min_volume_mm3 / 3])
         lab2 = np.where(small[lab2], 0, lab2)
-        lab = grow_labels(lab2, lab > 0)
+        grown = grow_labels(lab2, lab > 0)
+        # A body too thin to survive the erosion (one cut by the field of view) is still a
+        # body: it keeps its own label rather than vanishing.
+        seeded = np.zeros(n + 1, bool)
+        seeded[lab[grown > 0]] = True
+        lab = np.where((lab > 0) & ~seeded[lab], lab + n2, grown)
     inv = _consecutive(lab)  # 0 stays background
     return inv.reshape(lab.shape).astype(np.int32)
 

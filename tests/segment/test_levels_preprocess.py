@@ -191,3 +191,16 @@ def test_stray_sac_pieces_away_from_the_canal_are_not_the_canal(phantom) -> None
     assert "1 sac/cord region(s) away from the spinal canal ignored" in why
     on_bone = truth["vertebrae"] > 0  # numbering unchanged (the painted gap is extra bone)
     assert np.array_equal(vert[on_bone], truth["vertebrae"][on_bone])
+
+
+def test_a_body_too_thin_for_the_erosion_split_is_kept() -> None:
+    from pipeline.segment.levels import body_instances
+
+    body = np.zeros((30, 30, 90), bool)  # 1 mm voxels
+    for z0 in (4, 26, 48):  # three bodies fused by thin bridges (missed discs)
+        body[5:25, 5:25, z0 : z0 + 18] = True
+    body[14:16, 14:16, 4:66] = True
+    body[3:28, 3:28, 88:90] = True  # a body cut by the field of view: 2 slices, 1250 mm^3
+    inst = body_instances(body, np.eye(4), min_volume_mm3=1000.0)
+    assert inst.max() == 4
+    assert len(np.unique(inst[3:28, 3:28, 88:90])) == 1 and inst[10, 10, 89] > 0
