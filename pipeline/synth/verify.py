@@ -175,26 +175,44 @@ def body_heights(vert: np.ndarray, parts: np.ndarray, affine: np.ndarray, number
                  frame: Frame) -> np.ndarray | None:  # fmt: skip
     """Mean body heights (mm) of three columns at 15 %, 50 % and 85 % of the AP depth.
 
-    Each column spans 40 % of the body's width and +-10 % of its depth; its height is
-    the voxel volume inside divided by its cross-section (volume counts are unbiased;
-    extents of voxel centres are not). Endplates parallel to the slices still quantise
-    each height by up to one voxel, which the callers' tolerances allow for.
+    Each column is centred on the body's width and spans +-20 % of it and +-10 % of the
+    depth (triangular weights); its height is the weighted count of body voxels inside
+    divided by the weighted count of *grid* points per mm of a column of the same shape
+    (volumes are unbiased where extents of voxel centres are not, do not depend on how the
+    body is tilted against the grid, and counting the grid's own points makes the
+    cross-section exact at any voxel size: a nominal cross-section instead biased heights
+    by up to a third at 0.8 mm pixels and ~10 % across 4 mm sagittal slices). Endplates
+    parallel to the slices still quantise each height by up to one voxel, which the
+    callers' tolerances allow for.
     """
-    p = _points((vert == number) & (parts == BODY), affine) - frame.body_centre
-    if len(p) < 20:
+    idx = np.argwhere((vert == number) & (parts == BODY))
+    if len(idx) < 20:
         return None
+    a3, t = np.asarray(affine)[:3, :3], np.asarray(affine)[:3, 3]
+    p = idx @ a3.T + t - frame.body_centre
     y, x = p @ frame.ap, p @ frame.lat
     y0, y1 = np.percentile(y, [0.5, 99.5])
     x0, x1 = np.percentile(x, [0.5, 99.5])
     b = 0.1 * (y1 - y0)
     half_w = 0.2 * (x1 - x0)
     xc = (x0 + x1) / 2
-    vox = abs(float(np.linalg.det(affine[:3, :3])))
+    # Grid points (inside the array or not) around the body, for the columns' sampling.
+    slab = 20.0  # mm of column along the axis over which the grid density is counted
+    pad = np.ceil((slab / 2 + 2.0) / np.linalg.norm(a3, axis=0)).astype(int)
+    lo, hi = idx.min(0) - pad, idx.max(0) + pad
+    g = np.stack(np.meshgrid(*[np.arange(a_, b_ + 1) for a_, b_ in zip(lo, hi, strict=True)],
+                             indexing="ij"), -1).reshape(-1, 3)  # fmt: skip
+    q = g @ a3.T + t - frame.body_centre
+    gy, gx = q @ frame.ap, q @ frame.lat
+    g_in = np.abs(q @ frame.axis) < slab / 2
+    wx = np.clip(1 - np.abs(x - xc) / half_w, 0, None)
+    gwx = np.clip(1 - np.abs(gx - xc) / half_w, 0, None) * g_in
     out = []
     for f in (0.15, 0.5, 0.85):
         yc = y0 + f * (y1 - y0)
-        sel = (np.abs(y - yc) < b) & (np.abs(x - xc) < half_w)
-        out.append(float(sel.sum()) * vox / (2 * b * 2 * half_w))
+        wy = np.clip(1 - np.abs(y - yc) / b, 0, None)
+        per_mm = float((gwx * np.clip(1 - np.abs(gy - yc) / b, 0, None)).sum()) / slab
+        out.append(float((wx * wy).sum()) / per_mm)
     return np.array(out)
 
 
