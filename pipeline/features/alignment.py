@@ -40,11 +40,21 @@ class PairAlignment:
 
 
 def posterior_wall_centre(g: VertebraGeometry, band_fraction: float = 0.2) -> FArr:
-    """LPS centre of the posterior wall of the body (the band nearest the canal)."""
+    """LPS centre of the posterior wall of the body (the band nearest the canal).
+
+    Only the middle third of the body's width is used: the wall between the pedicle
+    roots faces the canal, while the lateral thirds carry the pedicle roots, where a
+    body/pedicle boundary that is off by a few voxels would move the band.
+    """
     pts = g.points[g.body_mask]
     if len(pts) < 10:  # C1 has no body
         return g.centroid
-    ap = g.local(pts)[:, 1]
+    loc = g.local(pts)
+    lat, ap = loc[:, 0], loc[:, 1]
+    l_lo, l_hi = np.percentile(lat, 1), np.percentile(lat, 99)
+    mid = np.abs(lat - (l_lo + l_hi) / 2) <= (l_hi - l_lo) / 6
+    if mid.sum() >= 10:
+        pts, ap = pts[mid], ap[mid]
     a_lo, a_hi = np.percentile(ap, 1), np.percentile(ap, 99)
     sel = ap <= a_lo + band_fraction * (a_hi - a_lo)
     return pts[sel].mean(0) if sel.sum() >= 3 else pts.mean(0)

@@ -31,6 +31,14 @@ PATIENT_L = np.array([1.0, 0.0, 0.0])
 PATIENT_A = np.array([0.0, -1.0, 0.0])
 PATIENT_S = np.array([0.0, 0.0, 1.0])
 
+#: A vertebra's own frame is implausible (a segmentation error, e.g. posterior elements
+#: attached to one side only) when its anterior axis turns further than this from the
+#: patient's anterior direction (axial rotation in severe scoliosis stays under ~45 deg)...
+MAX_AXIAL_ROTATION_DEG = 60.0
+#: ...or its superior axis tilts further than this from the column through its neighbours
+#: (focal deformities tilt a vertebra by tens of degrees, not by half a right angle).
+MAX_TILT_FROM_COLUMN_DEG = 45.0
+
 
 def _unit(v: FArr) -> FArr:
     n = float(np.linalg.norm(v))
@@ -184,3 +192,34 @@ def _assign_frames(geos: list[VertebraGeometry]) -> None:
             a = _unit(PATIENT_A - (PATIENT_A @ s) * s)
             lvec = _unit(np.cross(-a, s))  # p x s = l
             g.l, g.a, g.s, g.frame_source = lvec, a, s, "column direction + patient anterior"
+    _replace_implausible_frames(geos, cents)
+
+
+def _angle_deg(u: FArr, v: FArr) -> float:
+    return float(np.degrees(np.arccos(np.clip(float(_unit(u) @ _unit(v)), -1.0, 1.0))))
+
+
+def _replace_implausible_frames(geos: list[VertebraGeometry], cents: list[FArr]) -> None:
+    """Give a vertebra whose own frame is implausible its neighbours' mean frame."""
+    bad = []
+    for i, g in enumerate(geos):
+        if len(geos) < 3 or not g.frame_source.startswith("parts"):
+            bad.append(False)
+            continue
+        up = cents[max(i - 1, 0)] - cents[min(i + 1, len(geos) - 1)]
+        a_patient = PATIENT_A - (PATIENT_A @ g.s) * g.s
+        bad.append(
+            _angle_deg(g.a, a_patient) > MAX_AXIAL_ROTATION_DEG
+            or _angle_deg(g.s, up) > MAX_TILT_FROM_COLUMN_DEG
+        )
+    for i, g in enumerate(geos):
+        if not bad[i]:
+            continue
+        nb = [geos[j] for j in (i - 1, i + 1) if 0 <= j < len(geos) and not bad[j]]
+        if not nb:
+            continue
+        s = _unit(sum((n.s for n in nb), np.zeros(3)))
+        a = sum((n.a for n in nb), np.zeros(3))
+        a = _unit(a - (a @ s) * s)
+        g.l, g.a, g.s = _unit(np.cross(-a, s)), a, s
+        g.frame_source = "neighbours' frames (own frame implausible)"

@@ -300,7 +300,13 @@ def number_instances(
     if not ids:
         return {}, {}, False, "no vertebra found"
     aff = np.asarray(affine)
-    cents = ndimage.center_of_mass(np.ones_like(inst), inst, ids)
+    # Order and estimates from the bodies alone: bone grown from a body can reach far
+    # along an arch that the segmentation fused with its neighbours' arches.
+    core = inst if body is None else np.where(body, inst, 0)
+    missing = sorted(set(ids) - set(_ids(core)))
+    if missing:  # an instance without body voxels keeps all of its own
+        core = np.where(np.isin(inst, missing), inst, core)
+    cents = ndimage.center_of_mass(np.ones_like(inst), core, ids)
     lps = np.asarray(cents) @ aff[:3, :3].T + aff[:3, 3]
     order = [ids[i] for i in np.argsort(-lps[:, 2])]  # head (+S) first
     n = len(order)
@@ -326,7 +332,7 @@ def number_instances(
                 ),
             )
     if position is not None:
-        est = np.array([float(np.median(position[inst == i])) for i in order])
+        est = np.array([float(np.median(position[core == i])) for i in order])
         return _fit_sequence(order, est)
     widths = _instance_widths(inst, aff, order, body)
     best_off, best_err, errs = 0, np.inf, []

@@ -206,3 +206,31 @@ def test_deterministic():
     b, _ = _run(ph, "oblique", **kw)
     assert [v.measurements for v in a.vertebrae] == [v.measurements for v in b.vertebrae]
     assert np.isclose(a.escc.worst_slice.sac_area_mm2, b.escc.worst_slice.sac_area_mm2)
+
+
+def test_a_vertebra_with_one_sided_posterior_parts_takes_its_neighbours_frame():
+    from pipeline.features.geometry import vertebra_geometries
+
+    ph = default_phantom(15, 5)
+    shape, aff = grid("axial", 1.0, fov=(60.0, 80.0, 150.0), centre=(0.0, 0.0, 40.0))
+    r = render(ph, shape, aff)
+    vert, parts = r["vertebrae"], r["parts"].copy()
+    # A segmentation error: T10's arch missed and a piece of bone beside its body (a rib
+    # head, say) taken as its posterior element, so body -> "posterior" points sideways.
+    t10 = vert == 17
+    arch = t10 & (parts != L.BODY)
+    vert, parts = np.where(arch, 0, vert), np.where(arch, 0, parts)
+    body = np.argwhere(t10 & (parts == L.BODY))
+    lo, hi = body.min(0), body.max(0)
+    side = (slice(hi[0] + 1, hi[0] + 7), slice((lo[1] + hi[1]) // 2 - 3, (lo[1] + hi[1]) // 2 + 3),
+            slice(lo[2] + 2, hi[2] - 1))  # fmt: skip
+    vert[side], parts[side] = 17, L.POSTERIOR
+    geos = {g.level: g for g in vertebra_geometries(vert, parts, aff)}
+    t10 = geos["T10"]
+    assert t10.frame_source.startswith("neighbours")
+    assert t10.a @ geos["T9"].a > 0.95 and t10.s @ geos["T11"].s > 0.95
+    assert all(geos[n].frame_source == "parts" for n in ("T9", "T11"))
+    feats = extract_features(Volume(r["ct"], aff, "CT"), vert, r["structures"], parts)
+    for level in ("T9", "T10"):  # the pairs on either side of T10: no false slip or angle
+        m = feats.vertebra(level).measurements  # type: ignore[union-attr]
+        assert m["translation_mm"] < 3.0 and abs(m["kyphosis_deg"]) < 10.0, (level, m)

@@ -204,3 +204,18 @@ def test_a_body_too_thin_for_the_erosion_split_is_kept() -> None:
     inst = body_instances(body, np.eye(4), min_volume_mm3=1000.0)
     assert inst.max() == 4
     assert len(np.unique(inst[3:28, 3:28, 88:90])) == 1 and inst[10, 10, 89] > 0
+
+
+def test_levels_follow_the_bodies_not_bone_grown_along_a_fused_arch() -> None:
+    inst = np.zeros((20, 40, 100), np.int32)  # 1 mm voxels; S is axis 2
+    for k, z0 in enumerate((80, 60, 40, 20)):  # four bodies, head first
+        inst[5:15, 5:15, z0 : z0 + 15] = 4 - k
+    body = inst > 0
+    # The lowest body's instance flooded an arch mass that reaches the top of the column.
+    inst[5:15, 25:38, 5:99] = 1
+    pos = np.zeros(inst.shape)
+    for k, z0 in enumerate((80, 60, 40, 20)):
+        pos[5:15, 5:15, z0 : z0 + 15] = 20 + k  # learned estimates L1..L4
+    pos[5:15, 25:38, 5:99] = 10.0  # arch voxels carry unrelated estimates
+    numbers, *_ = number_instances(inst, np.eye(4), body=body, position=pos)
+    assert [numbers[i] for i in (4, 3, 2, 1)] == [20, 21, 22, 23]
