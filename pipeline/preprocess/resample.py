@@ -7,6 +7,7 @@ move between grids by sampling in patient space, so any affine pair works.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,39 @@ def _target_to_source_matrix(
     )
 
 
+def _source_index_chunks(
+    src_affine: npt.NDArray[np.float64],
+    dst_affine: npt.NDArray[np.float64],
+    dst_shape: tuple[int, int, int],
+    chunk_voxels: int,
+    device: torch.device,
+) -> Iterator[torch.Tensor]:
+    """Fractional source indices (i, j, k, 3) of every target voxel, in chunks along the
+    target's last axis (bounded memory)."""
+    m = torch.as_tensor(
+        _target_to_source_matrix(src_affine, dst_affine), dtype=torch.float32, device=device
+    )
+    ni, nj, nk = dst_shape
+    per_k = max(1, chunk_voxels // max(1, ni * nj))
+    ii = torch.arange(ni, dtype=torch.float32, device=device)
+    jj = torch.arange(nj, dtype=torch.float32, device=device)
+    for k0 in range(0, nk, per_k):
+        kk = torch.arange(k0, min(nk, k0 + per_k), dtype=torch.float32, device=device)
+        gi, gj, gk = torch.meshgrid(ii, jj, kk, indexing="ij")
+        yield torch.stack([gi, gj, gk], dim=-1) @ m[:3, :3].T + m[:3, 3]
+
+
+def _grid_sample_at(
+    inp: torch.Tensor, idx: torch.Tensor, src_shape: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """``grid_sample`` of a (1, C, I, J, K) input at fractional source indices (..., 3)."""
+    # align_corners=True: -1 -> index 0, +1 -> index n-1; the grid's last dim is (x, y, z)
+    # = (K, J, I) of the input; points outside take the border value.
+    norm = 2.0 * idx / torch.clamp(src_shape - 1, min=1.0) - 1.0
+    grid = norm.flip(-1)[None].to(inp.dtype)
+    return F.grid_sample(inp, grid, mode=mode, padding_mode="border", align_corners=True)[0]
+
+
 def sample_tensor_on_grid(
     data: torch.Tensor,
     src_affine: npt.NDArray[np.float64],
@@ -78,29 +112,15 @@ def sample_tensor_on_grid(
     are concatenated, so that full-resolution multi-channel data is never held at once.
     Points outside the source take the border value (``padding_mode="border"``).
     """
-    m = torch.as_tensor(
-        _target_to_source_matrix(src_affine, dst_affine), dtype=torch.float32, device=data.device
-    )
     src_shape = torch.tensor(data.shape[1:], dtype=torch.float32, device=data.device)
-    ni, nj, nk = dst_shape
-    per_k = max(1, chunk_voxels // max(1, ni * nj))
-    ii = torch.arange(ni, dtype=torch.float32, device=data.device)
-    jj = torch.arange(nj, dtype=torch.float32, device=data.device)
     inp = (
         data[None].float()
         if data.dtype not in (torch.float32, torch.float16, torch.bfloat16)
         else data[None]
     )
     out = []
-    for k0 in range(0, nk, per_k):
-        kk = torch.arange(k0, min(nk, k0 + per_k), dtype=torch.float32, device=data.device)
-        gi, gj, gk = torch.meshgrid(ii, jj, kk, indexing="ij")
-        idx = torch.stack([gi, gj, gk], dim=-1) @ m[:3, :3].T + m[:3, 3]
-        # grid_sample with align_corners=True: -1 -> index 0, +1 -> index n-1.
-        norm = 2.0 * idx / torch.clamp(src_shape - 1, min=1.0) - 1.0
-        # grid's last dim is (x, y, z) = (K, J, I) of a (N, C, I, J, K) input.
-        grid = norm.flip(-1)[None].to(inp.dtype)
-        chunk = F.grid_sample(inp, grid, mode=mode, padding_mode="border", align_corners=True)[0]
+    for idx in _source_index_chunks(src_affine, dst_affine, dst_shape, chunk_voxels, data.device):
+        chunk = _grid_sample_at(inp, idx, src_shape, mode)
         out.append(reduce(chunk) if reduce is not None else chunk)
     return torch.cat(out, dim=-1)
 
@@ -137,45 +157,28 @@ def sample_labels_on_grid(
     source grid, is computed when not given. Returns (uint8 labels, int16 nearest maps).
     """
     dev = logits.device
-    n_src = torch.tensor(logits.shape[1:], device=dev)
+    top = torch.tensor(logits.shape[1:], device=dev) - 1  # last index per axis
     lab = channel_argmax(logits) if labels is None else labels.to(torch.uint8)
     # Per source cell (corner index f, cells at the top border replicated): all 8 agree?
     pad = F.pad(lab[None, None].float(), (0, 1, 0, 1, 0, 1), mode="replicate")[0, 0]
     agree = torch.ones(lab.shape, dtype=torch.bool, device=dev)
-    ni_, nj_, nk_ = lab.shape
+    ni, nj, nk = lab.shape
     for di in (0, 1):
         for dj in (0, 1):
             for dk in (0, 1):
-                agree &= pad[di : di + ni_, dj : dj + nj_, dk : dk + nk_] == lab
-    m = torch.as_tensor(
-        _target_to_source_matrix(src_affine, dst_affine), dtype=torch.float32, device=dev
-    )
-    ni, nj, nk = dst_shape
-    per_k = max(1, chunk_voxels // max(1, ni * nj))
-    ii = torch.arange(ni, dtype=torch.float32, device=dev)
-    jj = torch.arange(nj, dtype=torch.float32, device=dev)
-    hi = (n_src - 1).float()
+                agree &= pad[di : di + ni, dj : dj + nj, dk : dk + nk] == lab
     inp = logits[None].float()
     chunks, near = [], []
-    for k0 in range(0, nk, per_k):
-        kk = torch.arange(k0, min(nk, k0 + per_k), dtype=torch.float32, device=dev)
-        gi, gj, gk = torch.meshgrid(ii, jj, kk, indexing="ij")
-        idx = torch.stack([gi, gj, gk], dim=-1) @ m[:3, :3].T + m[:3, 3]
-        idx = torch.minimum(torch.clamp(idx, min=0.0), hi)  # border padding
-        f = idx.floor().long()
-        f = torch.minimum(f, (n_src - 1).long())
+    for idx in _source_index_chunks(src_affine, dst_affine, dst_shape, chunk_voxels, dev):
+        idx = torch.minimum(torch.clamp(idx, min=0.0), top.float())  # border padding
+        f = torch.minimum(idx.floor().long(), top)
         out = lab[f[..., 0], f[..., 1], f[..., 2]]
         mixed = ~agree[f[..., 0], f[..., 1], f[..., 2]]
         if mixed.any():
-            pts = idx[mixed]
-            norm = 2.0 * pts / torch.clamp(hi, min=1.0) - 1.0
-            grid = norm.flip(-1).view(1, 1, 1, -1, 3)
-            val = F.grid_sample(
-                inp, grid, mode="bilinear", padding_mode="border", align_corners=True
-            )
-            out[mixed] = channel_argmax(val[0, :, 0, 0])
+            val = _grid_sample_at(inp, idx[mixed].view(1, 1, -1, 3), top.float() + 1, "bilinear")
+            out[mixed] = channel_argmax(val[:, 0, 0])
         chunks.append(out)
-        r = torch.minimum(torch.round(idx).long(), (n_src - 1).long())
+        r = torch.minimum(torch.round(idx).long(), top)
         near.append(nearest[:, r[..., 0], r[..., 1], r[..., 2]].to(torch.int16))
     return torch.cat(chunks, dim=-1), torch.cat(near, dim=-1)
 

@@ -125,16 +125,13 @@ def build_synthetic_cache(
         paths.append(path)
         if not path.exists():
             jobs.append((path, seed, modality, dr, spacing, shape))
-    if workers <= 1:
-        done: Iterable[str] = map(_render_synthetic, jobs)
-        for case_id in done:
-            if progress:
-                progress(case_id)
-        return paths
+    import contextlib
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
-        for case_id in pool.imap_unordered(_render_synthetic, jobs):
+    parallel = workers > 1 and len(jobs) > 1
+    pool_cm = mp.get_context("spawn").Pool(workers, initializer=_one_thread) if parallel else None
+    with pool_cm or contextlib.nullcontext() as pool:
+        for case_id in (pool.imap_unordered if pool else map)(_render_synthetic, jobs):
             if progress:
                 progress(case_id)
     return paths

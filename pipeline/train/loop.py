@@ -191,6 +191,10 @@ def _load_cases(files: list[Path]) -> list[Case]:
     return [load_case(p) for p in files]
 
 
+def _sampler(cfg: TrainConfig, cases: list[Case]) -> PatchSampler:
+    return PatchSampler(cases, cfg.patch_size, cfg.foreground_crop_prob, cfg.seed)
+
+
 def _batches(cfg: TrainConfig, data: PatchSampler, first_step: int, last_step: int) -> Any:
     """Batches for steps ``[first_step, last_step)``: sample ``i`` of the run is item ``i``
     of ``data`` (drawn by ``num_workers`` processes when configured)."""
@@ -257,9 +261,7 @@ def train(
             f"no training cases in {cache / 'train'} (run spinemet train --build-cache)",
         )
     val = _load_cases(val_files)
-    data = PatchSampler(
-        _load_cases(train_files), cfg.patch_size, cfg.foreground_crop_prob, cfg.seed
-    )
+    data = _sampler(cfg, _load_cases(train_files))
     log(f"{len(data.cases)} training cases, {len(val)} validation cases, device {device}")
     metrics_log = run / "metrics.jsonl"
     autocast = _autocast(cfg)
@@ -271,11 +273,13 @@ def train(
     def elapsed() -> float:
         return time.perf_counter() - started
 
-    def validate_and_log() -> None:
-        rec = {"step": step, "val_dice": validate(net, val, cfg.roi_size, autocast)}
+    def record(rec: dict[str, Any]) -> None:
         log(json.dumps(rec))
         with open(metrics_log, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
+
+    def validate_and_log() -> None:
+        record({"step": step, "val_dice": validate(net, val, cfg.roi_size, autocast)})
 
     out_of_time = spent >= budget  # a fresh run makes at least one step
     net.train()
@@ -284,14 +288,12 @@ def train(
         # and the cache may still be growing (rendered by a parallel job).
         want = _train_glob_at(cfg, step)
         more = sorted((cache / "train").glob(want))
-        if want != pattern:
-            data = PatchSampler(
-                _load_cases(more), cfg.patch_size, cfg.foreground_crop_prob, cfg.seed
-            )
-        elif len(more) > len(train_files):
-            known = set(train_files)
-            data.extend(_load_cases([p for p in more if p not in known]))
         if want != pattern or len(more) > len(train_files):
+            if want != pattern:
+                data = _sampler(cfg, _load_cases(more))
+            else:
+                known = set(train_files)
+                data.extend(_load_cases([p for p in more if p not in known]))
             pattern, train_files = want, more
             log(f"step {step}: {len(data.cases)} training cases ({pattern})")
         if len(val) < cfg.val_cases:
@@ -329,9 +331,7 @@ def train(
                     "elapsed_s": round(elapsed(), 1),
                 }
                 running, t0 = [], time.perf_counter()
-                log(json.dumps(rec))
-                with open(metrics_log, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
+                record(rec)
             if step % cfg.ckpt_every == 0 or step == stop or out_of_time:
                 tmp = ckpt.with_suffix(".tmp")
                 state = {
