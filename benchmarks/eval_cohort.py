@@ -5,6 +5,9 @@ Usage::
     python benchmarks/eval_cohort.py generate --out /tmp/cohort --n 60 --seed 7000000
     python benchmarks/eval_cohort.py run --cohort /tmp/cohort --segmenter labels
     python benchmarks/eval_cohort.py run --cohort /tmp/cohort --segmenter builtin
+    # MR (sagittal + axial T2) as DICOM: levels on the sagittal, Bilsky on the axial T2
+    python benchmarks/eval_cohort.py generate --out /tmp/mr --n 60 --seed 7700000 \
+        --modality MR --dicom
     spinemet evaluate /tmp/cohort/reports-labels /tmp/cohort/studies
 
 Seeds from 7,000,000 up are never used by training (which draws from its own range).
@@ -28,7 +31,7 @@ ALIGN = ("normal", "translation", "kyphosis", "scoliosis", "normal", "translatio
 POSTERO = ("none", "unilateral", "bilateral")
 
 
-def generate(out: Path, n: int, seed: int, matrix: int, modality: str) -> None:
+def generate(out: Path, n: int, seed: int, matrix: int, modality: str, dicom: bool = False) -> None:
     from pipeline.synth.generator import StudyOptions
     from pipeline.synth.study import generate_study
 
@@ -47,7 +50,7 @@ def generate(out: Path, n: int, seed: int, matrix: int, modality: str) -> None:
         )
         t = time.perf_counter()
         generate_study(
-            s, d, opts, modality=modality, orientation=None, ct_matrix=matrix, write_dicom=False
+            s, d, opts, modality=modality, orientation=None, ct_matrix=matrix, write_dicom=dicom
         )
         print(f"s{s} {time.perf_counter() - t:.1f}s", flush=True)
 
@@ -62,13 +65,16 @@ def run(cohort: Path, segmenter: str, device: str) -> None:
         img = d / "nifti" / "ct_axial.nii.gz"
         modality = "CT"
         if not img.exists():
-            img, modality = d / "nifti" / "mr_sagittal_t2.nii.gz", "MR"
+            img, modality = d / "nifti" / "t2_sag.nii.gz", "MR"
         labels = d / "labels" / img.name.replace(".nii.gz", "")
+        # A study written as DICOM runs as a radiologist's would: every series loaded,
+        # levels on the sagittal MR, Bilsky on the axial T2 when there is one.
+        src = d / "dicom" if segmenter == "builtin" and (d / "dicom").is_dir() else img
         t = time.perf_counter()
         res = run_study(
-            img,
+            src,
             rep,
-            modality=modality,
+            modality=modality if src == img else None,
             segmenter=segmenter,
             labels=labels if segmenter == "labels" else None,
             device=device,
@@ -94,7 +100,8 @@ def main() -> int:
     g.add_argument("--n", type=int, default=60)
     g.add_argument("--seed", type=int, default=7_000_000)
     g.add_argument("--matrix", type=int, default=192)
-    g.add_argument("--modality", default="CT")
+    g.add_argument("--modality", default="CT", help="CT, MR (T2 sagittal + axial) or both")
+    g.add_argument("--dicom", action="store_true", help="also write the DICOM series")
     r = sub.add_parser("run")
     r.add_argument("--cohort", type=Path, required=True)
     r.add_argument("--segmenter", default="labels")
@@ -104,7 +111,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     if a.cmd == "generate":
-        generate(a.out, a.n, a.seed, a.matrix, a.modality)
+        generate(a.out, a.n, a.seed, a.matrix, a.modality, a.dicom)
     else:
         run(a.cohort, a.segmenter, a.device)
     json.dumps({})

@@ -125,12 +125,17 @@ class BuiltinSegmenter:
         sem_m = sem_t.cpu().numpy()
         use_learned = self.card.level_estimate == "learned" and logits.shape[0] > nc
         level_est = target_to_level(logits[nc].cpu().numpy()) if use_learned else None
-        vert_m, _, parts_m, conf, uncertain, why = derive_maps(sem_m, on_model.affine, level_est)
+        vert_m, struct_m, parts_m, conf, uncertain, why = derive_maps(
+            sem_m, on_model.affine, level_est
+        )
         # Level numbers and pedicle sides: dilate one voxel so that source voxels at bone
         # borders (finer than the model grid) still find a number, then sample nearest.
         fp = ndimage.generate_binary_structure(3, 1)
         vert_d = np.where(vert_m > 0, vert_m, ndimage.grey_dilation(vert_m, footprint=fp))
         parts_d = np.where(parts_m > 0, parts_m, ndimage.grey_dilation(parts_m, footprint=fp))
+        # Sac / cord only in (one voxel around) the spinal canal that derive_maps kept: a
+        # contrast-filled aorta the model took for a canal stays out of the output too.
+        canal_d = ndimage.binary_dilation(np.isin(struct_m, (L.SAC, L.CORD)), structure=fp)
         # Only the box around what the model found is sampled at full resolution; the
         # rest of a large CT is background (saves most of the time and memory).
         box, sub_affine = _source_box(sem_m > 0, on_model.affine, src.affine, src.shape)
@@ -141,14 +146,16 @@ class BuiltinSegmenter:
             sub_shape = tuple(b.stop - b.start for b in box)
             sem_s_t, near_t = sample_labels_on_grid(
                 logits[:nc],
-                torch.from_numpy(np.stack([vert_d, parts_d]).astype(np.int16)).to(self.device),
+                torch.from_numpy(np.stack([vert_d, parts_d, canal_d]).astype(np.int16)).to(
+                    self.device
+                ),
                 on_model.affine,
                 sub_affine,
                 sub_shape,
                 labels=sem_t,
             )
             sem_s, near = sem_s_t.cpu().numpy(), near_t.cpu().numpy()
-            v, st, p = _source_maps(sem_s, near[0], near[1])
+            v, st, p = _source_maps(sem_s, near[0], near[1], near[2] > 0)
             vertebrae[box], structures[box], parts[box] = v, st, p
         times["postprocess_s"] = time.perf_counter() - t
         # Back to the caller's array order if the input was not canonical.
@@ -200,9 +207,13 @@ def _source_box(
 
 
 def _source_maps(
-    sem_s: np.ndarray, vert_s: np.ndarray, side_s: np.ndarray
+    sem_s: np.ndarray, vert_s: np.ndarray, side_s: np.ndarray, canal_s: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Our three label maps from the full-resolution semantic argmax and sampled numbers."""
+    """Our three label maps from the full-resolution semantic argmax and sampled numbers.
+
+    ``canal_s`` is the spinal canal kept on the model grid (sampled): sac and cord
+    voxels outside it are stray pieces and left out.
+    """
     bone = np.isin(
         sem_s, [SEM["body"], SEM["pedicle"], SEM["posterior"], SEM["lytic"], SEM["blastic"]]
     )
@@ -215,6 +226,7 @@ def _source_maps(
         ("blastic", L.BLASTIC), ("disc", L.DISC),
     ):  # fmt: skip
         structures[sem_s == SEM[name]] = code
+    structures[np.isin(structures, (L.SAC, L.CORD)) & ~canal_s] = 0
     parts = np.zeros(sem_s.shape, np.int16)
     parts[sem_s == SEM["body"]] = L.BODY
     parts[sem_s == SEM["posterior"]] = L.POSTERIOR

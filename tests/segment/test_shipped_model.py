@@ -49,3 +49,29 @@ def test_shipped_model_segments_a_small_synthetic_ct() -> None:
     status = ModelCard.load(DEFAULT_MODEL).raw.get("status")
     if status:
         assert any(w.startswith(f"model {DEFAULT_MODEL}:") for w in res.meta["warnings"])
+
+
+def test_on_the_real_ct_sac_and_cord_stay_in_the_spinal_canal() -> None:
+    """The contrast-filled aorta of ts-example looks like a canal to the model; the
+    output keeps only the canal that runs with the spine (TotalSegmentator's cord as
+    the reference)."""
+    from pathlib import Path
+
+    from pipeline import labels as L
+    from pipeline.io import open_study, read_nifti
+
+    data = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ts-example-ct-dicom"
+    if not (data / "dicom").exists():
+        pytest.skip("ts-example-ct-dicom not available")
+    vol = next(iter(open_study(data / "dicom").volumes.values()))
+    res = get_segmenter("builtin", device="cpu").segment(vol)
+    ref = read_nifti(data / "example_seg_dicom_totalseg_fast.nii.gz")
+
+    def lps(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        return np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
+
+    canal = lps(np.isin(res.structures.array, (L.SAC, L.CORD)), res.structures.affine)
+    cord_ref = lps(ref.array == 79, ref.affine)  # TotalSegmentator: spinal_cord
+    assert len(canal) > 500
+    centre = cord_ref[:, :2].mean(0)  # the canal runs nearly straight over 40 mm
+    assert np.linalg.norm(canal[:, :2] - centre, axis=1).max() < 15.0
