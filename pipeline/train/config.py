@@ -42,6 +42,9 @@ class TrainConfig:
     val_every: int = 500
     val_cases: int = 4
     foreground_crop_prob: float = 0.9
+    # Share of patches cut to a thin slab along one axis and edge-padded (see
+    # pipeline.train.loop.thin_slab): thin real inputs are padded that way at inference.
+    thin_slab_prob: float = 0.0
     level_loss_weight: float = 1.0
     # Warm start: a safetensors file of the same architecture (e.g. the shipped model) that
     # a new run starts from; ignored when the run resumes from its own checkpoint.

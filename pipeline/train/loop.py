@@ -41,8 +41,10 @@ class PatchSampler(torch.utils.data.Dataset[tuple[Any, Any, Any]]):
     (before workers fork), so a draw only crops.
     """
 
-    def __init__(self, cases: list[Case], size: int, fg_prob: float, seed: int) -> None:
-        self.size, self.fg_prob, self.seed = size, fg_prob, seed
+    def __init__(
+        self, cases: list[Case], size: int, fg_prob: float, seed: int, slab_prob: float = 0.0
+    ) -> None:
+        self.size, self.fg_prob, self.seed, self.slab_prob = size, fg_prob, seed, slab_prob
         self.cases: list[Case] = []
         self.fg: list[dict[int, npt.NDArray[np.int64]]] = []
         self.lo: list[float] = []
@@ -60,7 +62,9 @@ class PatchSampler(torch.utils.data.Dataset[tuple[Any, Any, Any]]):
     def __getitem__(self, i: int) -> tuple[Any, Any, Any]:
         rng = np.random.default_rng([self.seed, int(i)])
         k = int(rng.integers(len(self.cases)))
-        return sample_patch(self.cases[k], self.size, rng, self.fg_prob, self.fg[k], self.lo[k])
+        return sample_patch(
+            self.cases[k], self.size, rng, self.fg_prob, self.fg[k], self.lo[k], self.slab_prob
+        )
 
 
 def _crop(a: npt.NDArray[Any], start: Any, size: int, value: float) -> npt.NDArray[Any]:
@@ -78,6 +82,7 @@ def sample_patch(
     fg_prob: float,
     fg: dict[int, npt.NDArray[np.int64]] | None = None,
     lo: float | None = None,
+    slab_prob: float = 0.0,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """One (2, s, s, s) input patch, its (1, s, s, s) class target and level target.
 
@@ -87,7 +92,8 @@ def sample_patch(
     With probability ``fg_prob`` the patch is centred (with jitter) on a voxel of a class
     drawn uniformly among the classes present, so rare classes (cord, tumour) are seen
     as often as bone. ``fg`` and ``lo`` (foreground coordinates and padding value) are
-    computed from the case when not given.
+    computed from the case when not given. With probability ``slab_prob`` the patch is
+    cut to a thin slab (see :func:`thin_slab`).
     """
     sem = case["sem"]
     fg = _fg_index(sem) if fg is None else fg
@@ -111,8 +117,33 @@ def sample_patch(
     if not is_ct and rng.random() < 0.5:
         x = (np.sign(x) * np.abs(x) ** rng.uniform(0.7, 1.5)).astype(np.float32)
     x = x * a + b + rng.uniform(0, 0.05) * rng.standard_normal(x.shape, dtype=np.float32)
+    if slab_prob > 0 and rng.random() < slab_prob:
+        x, y, lt = thin_slab((x, y, lt), rng)
     inp = np.stack([x, np.full_like(x, 1.0 if is_ct else 0.0)]).astype(np.float32)
     return inp, y[None], lt[None]
+
+
+def thin_slab(
+    arrays: tuple[npt.NDArray[Any], ...], rng: np.random.Generator, min_vox: int = 6
+) -> tuple[npt.NDArray[Any], ...]:
+    """Cut same-shaped patches to one slab along a random axis, edge-padded back to shape.
+
+    Real inputs are often thin along one axis (a 15-20 slice sagittal MR slab, a 20-slice
+    CT, a crop): smaller than the inference window, which sliding-window inference then
+    fills by replicating the edge slices (``padding_mode="replicate"``). Training patches
+    cut from whole synthetic volumes never look like that; this makes some of them do,
+    image and targets alike (the replicated voxels keep the labels of the slice they copy).
+    """
+    shape = arrays[0].shape
+    ax = int(rng.integers(3))
+    n = shape[ax]
+    t = int(rng.integers(min(min_vox, n), max(min_vox, int(0.6 * n)) + 1))
+    start = int(rng.integers(0, n - t + 1))
+    pad = [(0, 0)] * 3
+    pad[ax] = (start, n - start - t)
+    sl = [slice(None)] * 3
+    sl[ax] = slice(start, start + t)
+    return tuple(np.pad(a[tuple(sl)], pad, mode="edge") for a in arrays)
 
 
 def _dice_per_class(pred: npt.NDArray[Any], ref: npt.NDArray[Any], n: int) -> list[float]:
@@ -192,7 +223,9 @@ def _load_cases(files: list[Path]) -> list[Case]:
 
 
 def _sampler(cfg: TrainConfig, cases: list[Case]) -> PatchSampler:
-    return PatchSampler(cases, cfg.patch_size, cfg.foreground_crop_prob, cfg.seed)
+    return PatchSampler(
+        cases, cfg.patch_size, cfg.foreground_crop_prob, cfg.seed, cfg.thin_slab_prob
+    )
 
 
 def _batches(cfg: TrainConfig, data: PatchSampler, first_step: int, last_step: int) -> Any:

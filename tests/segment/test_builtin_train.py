@@ -64,6 +64,35 @@ def test_cache_case_holds_model_grid_image_and_targets(
     assert np.isnan(lt[y == 0]).all()
 
 
+def test_thin_slab_patches_replicate_their_edge_slices_in_image_and_targets() -> None:
+    from pipeline.train.loop import thin_slab
+
+    rng = np.random.default_rng(4)
+    img = rng.standard_normal((20, 20, 20)).astype(np.float32)
+    lab = rng.integers(0, 5, (20, 20, 20))
+    seen = set()
+    for _ in range(30):
+        x, y = thin_slab((img, lab), rng)
+        assert x.shape == img.shape and y.shape == lab.shape
+        # exactly one axis is cut: along it, the distinct slices are a run of the original
+        # ones, and every other slice repeats the first or last of that run
+        ax = [a for a in range(3) if not np.array_equal(x, img) and
+              len({np.moveaxis(x, a, 0)[i].tobytes() for i in range(20)}) < 20]  # fmt: skip
+        assert len(ax) == 1
+        a = ax[0]
+        seen.add(a)
+        xs, ys, src = np.moveaxis(x, a, 0), np.moveaxis(y, a, 0), np.moveaxis(img, a, 0)
+        kept = [i for i in range(20) if np.array_equal(xs[i], src[i])]
+        lo, hi = kept[0], kept[-1]
+        assert kept == list(range(lo, hi + 1)) and 6 <= len(kept) <= 12
+        assert all(
+            np.array_equal(xs[i], xs[lo]) and np.array_equal(ys[i], ys[lo]) for i in range(lo)
+        )
+        assert all(np.array_equal(xs[i], xs[hi]) for i in range(hi, 20))
+        assert np.array_equal(ys[lo : hi + 1], np.moveaxis(lab, a, 0)[lo : hi + 1])
+    assert seen == {0, 1, 2}
+
+
 def test_training_resumes_logs_and_exports_a_card(tiny_model: tuple[Path, TrainConfig]) -> None:
     out, cfg = tiny_model
     log = (cfg.path("run_dir") / "metrics.jsonl").read_text().splitlines()
