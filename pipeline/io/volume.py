@@ -81,8 +81,7 @@ class Volume:
 
     def index_to_lps(self, ijk: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Map voxel indices, shape (..., 3), to LPS millimetres."""
-        p = np.asarray(ijk, dtype=np.float64)
-        return p @ self.affine[:3, :3].T + self.affine[:3, 3]
+        return index_to_lps(ijk, self.affine)
 
     def lps_to_index(self, lps: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Map LPS millimetres, shape (..., 3), to (fractional) voxel indices."""
@@ -136,3 +135,9 @@ def canonical_axes(affine: npt.ArrayLike) -> tuple[tuple[int, int, int], tuple[b
         remaining_dst.remove(dst)
         remaining_src.remove(src)
     return (perm[0], perm[1], perm[2]), (flips[0], flips[1], flips[2])
+
+
+def index_to_lps(ijk: npt.ArrayLike, affine: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Map voxel indices, shape (..., 3), to LPS millimetres through a 4x4 ``affine``."""
+    aff = np.asarray(affine, dtype=np.float64)
+    return np.asarray(ijk, dtype=np.float64) @ aff[:3, :3].T + aff[:3, 3]

@@ -6,6 +6,7 @@ them) and on torch tensors, so the same code runs on CPU and GPU.
 
 from pipeline.preprocess.normalise import model_input, normalise_intensity
 from pipeline.preprocess.resample import (
+    channel_argmax,
     resample_labels_nearest,
     resample_to_spacing,
     sample_labels_on_grid,
@@ -14,6 +15,7 @@ from pipeline.preprocess.resample import (
 )
 
 __all__ = [
+    "channel_argmax",
     "model_input",
     "normalise_intensity",
     "resample_labels_nearest",

@@ -19,10 +19,21 @@ from scipy import ndimage
 
 from pipeline import labels as L
 from pipeline.errors import ConfigError, InputError
-from pipeline.io.volume import Volume
-from pipeline.preprocess import model_input, resample_to_spacing
-from pipeline.preprocess.resample import channel_argmax, sample_labels_on_grid
-from pipeline.segment.model import SEM, ModelCard, derive_maps, load_network, target_to_level
+from pipeline.io.volume import Volume, index_to_lps
+from pipeline.preprocess import (
+    channel_argmax,
+    model_input,
+    resample_to_spacing,
+    sample_labels_on_grid,
+)
+from pipeline.segment.model import (
+    SEM,
+    ModelCard,
+    derive_maps,
+    load_network,
+    semantic_structures,
+    target_to_level,
+)
 from pipeline.segment.types import SpineSegmentation
 
 
@@ -196,7 +207,7 @@ def _source_box(
     corners = np.array(
         [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], float
     )
-    lps = corners @ model_affine[:3, :3].T + model_affine[:3, 3]
+    lps = index_to_lps(corners, model_affine)
     s_idx = (lps - src_affine[:3, 3]) @ np.linalg.inv(src_affine[:3, :3]).T
     s_lo = np.clip(np.floor(s_idx.min(0)).astype(int), 0, np.array(src_shape) - 1)
     s_hi = np.clip(np.ceil(s_idx.max(0)).astype(int) + 1, 1, np.array(src_shape))
@@ -220,13 +231,7 @@ def _source_maps(
     vertebrae = np.where(bone, vert_s, 0).astype(np.int16)
     # Sacrum only where the model-grid maps kept it (an implausibly small one is dropped).
     vertebrae[(sem_s == SEM["sacrum"]) & (vert_s == 26)] = 26
-    structures = np.zeros(sem_s.shape, np.int16)
-    for name, code in (
-        ("sac", L.SAC), ("cord", L.CORD), ("epidural", L.EPIDURAL), ("lytic", L.LYTIC),
-        ("blastic", L.BLASTIC), ("disc", L.DISC),
-    ):  # fmt: skip
-        structures[sem_s == SEM[name]] = code
-    structures[np.isin(structures, (L.SAC, L.CORD)) & ~canal_s] = 0
+    structures = semantic_structures(sem_s, canal_s)
     parts = np.zeros(sem_s.shape, np.int16)
     parts[sem_s == SEM["body"]] = L.BODY
     parts[sem_s == SEM["posterior"]] = L.POSTERIOR

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from pipeline import labels as L
+from pipeline.io.volume import index_to_lps
 
 # Typical transverse width (mm) of the vertebral body at mid-height, C3..L5 (adult
 # literature averages, rounded); used only when no anatomical anchor is visible.
@@ -79,12 +80,6 @@ CANAL_NEAR_BONE_MM = 15.0
 _COLUMN: tuple[int, ...] = tuple(range(3, 25))
 # Levels the learned estimate can give (C1..L5).
 _ALL: tuple[int, ...] = tuple(range(1, 25))
-
-
-def _lps(ijk: npt.ArrayLike, affine: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Voxel indices (..., 3) to LPS millimetres (as ``Volume.index_to_lps``)."""
-    aff = np.asarray(affine)
-    return np.asarray(ijk, dtype=np.float64) @ aff[:3, :3].T + aff[:3, 3]
 
 
 def _ids(inst: npt.NDArray[np.integer]) -> list[int]:
@@ -159,10 +154,10 @@ def spinal_canal(
     aff = np.asarray(affine)
     idx = np.argwhere(canal)
     comp = lab[tuple(idx.T)]
-    pts = _lps(idx, aff)
+    pts = index_to_lps(idx, aff)
     score = np.bincount(comp, minlength=n + 1).astype(float)[1:] * 1e-3
     if bone.any():
-        bpts = _lps(np.argwhere(bone), aff)
+        bpts = index_to_lps(np.argwhere(bone), aff)
         d, _ = cKDTree(bpts).query(pts, distance_upper_bound=CANAL_NEAR_BONE_MM)
         score += np.bincount(comp, weights=np.isfinite(d), minlength=n + 1)[1:]
     main = int(np.argmax(score)) + 1
@@ -191,13 +186,13 @@ def drop_off_column(
     aff = np.asarray(affine)
     canal_pts = None
     if canal is not None and canal.any():
-        canal_pts = _lps(np.argwhere(canal), aff)
+        canal_pts = index_to_lps(np.argwhere(canal), aff)
     keep = np.zeros(int(inst.max()) + 1, bool)
     for i, sl in enumerate(ndimage.find_objects(inst), start=1):
         if sl is None or i not in ids:
             continue
         idx = np.argwhere(inst[sl] == i) + [s.start for s in sl]
-        p = _lps(idx, aff)
+        p = index_to_lps(idx, aff)
         width = float(np.percentile(p[:, 0], 98) - np.percentile(p[:, 0], 2))
         ok = width <= max_width_mm
         if ok and canal_pts is not None:
@@ -227,7 +222,7 @@ def merge_fragments(
         return inst
     aff = np.asarray(affine)
     cents = np.asarray(ndimage.center_of_mass(np.ones_like(inst), inst, ids))
-    z = _lps(cents, aff)[:, 2]
+    z = index_to_lps(cents, aff)[:, 2]
     order = np.argsort(-z)
     # Consecutive along S: a new body starts wherever the gap reaches one pitch.
     group = np.cumsum(np.concatenate([[1], (-np.diff(z[order]) >= min_pitch_mm).astype(int)]))
@@ -315,11 +310,11 @@ def number_instances(
     if missing:  # an instance without body voxels keeps all of its own
         core = np.where(np.isin(inst, missing), inst, core)
     cents = ndimage.center_of_mass(np.ones_like(inst), core, ids)
-    lps = _lps(cents, aff)
+    lps = index_to_lps(cents, aff)
     order = [ids[i] for i in np.argsort(-lps[:, 2])]  # head (+S) first
     n = len(order)
     if sacrum is not None and plausible_sacrum(sacrum, aff):
-        sac_z = float(_lps(np.argwhere(sacrum).mean(0), aff)[2])
+        sac_z = float(index_to_lps(np.argwhere(sacrum).mean(0), aff)[2])
         above = [i for i in order if lps[ids.index(i), 2] > sac_z]
         if above:
             numbers = {}
@@ -408,7 +403,7 @@ def _instance_widths(
             out.append(np.nan)
             continue
         idx = np.argwhere(src[sl] == i) + [s.start for s in sl]
-        x = _lps(idx, aff)[:, 0]
+        x = index_to_lps(idx, aff)[:, 0]
         # Only a cut along the left-right axis hides the width (a slab cut in S does not).
         ax = int(np.argmax(np.abs(aff[0, :3])))
         touches = sl[ax].start == 0 or sl[ax].stop == src.shape[ax]
@@ -451,9 +446,9 @@ def split_pedicles(
         b = body & (vertebrae == v)
         if not b.any():
             b = vertebrae == v
-        cx = float(_lps(np.argwhere(b).mean(0), aff)[0])
+        cx = float(index_to_lps(np.argwhere(b).mean(0), aff)[0])
         sel = pedicle & (vertebrae == v)
         idx = np.argwhere(sel)
-        x = _lps(idx, aff)[:, 0]
+        x = index_to_lps(idx, aff)[:, 0]
         out[tuple(idx.T)] = np.where(x > cx, L.PEDICLE_L, L.PEDICLE_R)
     return out

@@ -191,6 +191,22 @@ def load_network(card: ModelCard, device: torch.device) -> torch.nn.Module:
 ORPHAN_MAX_MM = 15.0
 
 
+def semantic_structures(
+    sem: npt.NDArray[np.integer], canal: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int16]:
+    """Structure codes (:mod:`pipeline.labels`) of a semantic map; sac and cord only inside
+    ``canal`` (the spinal canal kept by :func:`~pipeline.segment.levels.spinal_canal`:
+    pieces elsewhere, such as a contrast-filled aorta, are not this canal)."""
+    structures = np.zeros(sem.shape, np.int16)
+    for name, code in (
+        ("sac", L.SAC), ("cord", L.CORD), ("epidural", L.EPIDURAL), ("lytic", L.LYTIC),
+        ("blastic", L.BLASTIC), ("disc", L.DISC),
+    ):  # fmt: skip
+        structures[sem == SEM[name]] = code
+    structures[np.isin(structures, (L.SAC, L.CORD)) & ~canal] = 0
+    return structures
+
+
 def derive_maps(
     sem: npt.NDArray[np.integer],
     affine: npt.NDArray[np.float64],
@@ -246,17 +262,7 @@ def derive_maps(
         lut[i] = v
     vert = lut[inst]
     vert[sacrum] = 26
-    structures = np.zeros(sem.shape, np.int16)
-    for name, code in (
-        ("sac", L.SAC),
-        ("cord", L.CORD),
-        ("epidural", L.EPIDURAL),
-        ("lytic", L.LYTIC),
-        ("blastic", L.BLASTIC),
-        ("disc", L.DISC),
-    ):
-        structures[sem == SEM[name]] = code
-    structures[np.isin(structures, (L.SAC, L.CORD)) & ~canal] = 0  # stray pieces, not the canal
+    structures = semantic_structures(sem, canal)
     parts = np.zeros(sem.shape, np.int16)
     parts[body_like] = L.BODY
     parts[(sem == SEM["posterior"]) | (lesion & ~body_like)] = L.POSTERIOR
