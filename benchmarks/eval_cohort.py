@@ -55,10 +55,10 @@ def generate(out: Path, n: int, seed: int, matrix: int, modality: str, dicom: bo
         print(f"s{s} {time.perf_counter() - t:.1f}s", flush=True)
 
 
-def run(cohort: Path, segmenter: str, device: str) -> None:
+def run(cohort: Path, segmenter: str, device: str, model: str | None = None, tag: str = "") -> None:
     from pipeline.run import run_study
 
-    rep = cohort / f"reports-{segmenter}"
+    rep = cohort / f"reports-{segmenter}{tag}"
     for d in sorted((cohort / "studies").glob("s*")):
         if (rep / d.name / "report.json").exists() or not (d / "truth.json").exists():
             continue
@@ -76,6 +76,7 @@ def run(cohort: Path, segmenter: str, device: str) -> None:
             rep,
             modality=modality if src == img else None,
             segmenter=segmenter,
+            model=model,
             labels=labels if segmenter == "labels" else None,
             device=device,
             progress=None,
@@ -106,6 +107,8 @@ def main() -> int:
     r.add_argument("--cohort", type=Path, required=True)
     r.add_argument("--segmenter", default="labels")
     r.add_argument("--device", default="cpu")
+    r.add_argument("--model", help="built-in model folder or name (default: the shipped one)")
+    r.add_argument("--tag", default="", help="suffix of the reports folder (reports-SEGMENTER-TAG)")
     a = ap.parse_args()
     import torch
 
@@ -113,7 +116,7 @@ def main() -> int:
     if a.cmd == "generate":
         generate(a.out, a.n, a.seed, a.matrix, a.modality, a.dicom)
     else:
-        run(a.cohort, a.segmenter, a.device)
+        run(a.cohort, a.segmenter, a.device, a.model, f"-{a.tag}" if a.tag else "")
     json.dumps({})
     return 0
 

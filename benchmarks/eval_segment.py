@@ -112,6 +112,7 @@ def eval_synthetic(seg: Any, n: int, seed0: int) -> dict[str, Any]:
         row: dict[str, Any] = {
             "seed": seed,
             "modality": vol.modality,
+            "model": out.meta.get("model"),
             "contrast": vol.meta.get("contrast"),
             "seconds": round(dt, 2),
             "levels_true": sorted(int(v) for v in np.unique(rv) if v),
@@ -176,6 +177,7 @@ def eval_real(seg: Any) -> dict[str, Any]:
             "T11_T12_bone_ignoring_numbers": dice(pv > 0, rv > 0),
             "cord": dice(out.structures.array == 2, ref.structures.array == 2),
             "levels_pred": out.levels,
+            "model": out.meta.get("model"),
             "numbering": out.meta.get("numbering"),
             "seconds": out.meta.get("timings"),
         }
@@ -203,6 +205,7 @@ def eval_real(seg: Any) -> dict[str, Any]:
             "vertebrae_bone": dice(
                 out.vertebrae.array > 0, np.isin(subarr, (41, 42, 43, 44, 45, 46, 47, 48, 49, 50))
             ),
+            "model": out.meta.get("model"),
         }
     return res
 

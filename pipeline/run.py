@@ -134,6 +134,7 @@ def run_study(
     clinical: str | Path | None = None,
     device: str = "auto",
     segmenter: str = "builtin",
+    model: str | Path | None = None,
     labels: str | Path | None = None,
     class_map: str | None = None,
     features_config: str | Path | None = None,
@@ -158,6 +159,7 @@ def run_study(
     options = {
         "modality": modality,
         "segmenter": segmenter,
+        "model": str(model) if model else None,
         "labels": str(labels) if labels else None,
         "class_map": class_map,
         "clinical": Path(clinical).name if clinical else None,
@@ -189,15 +191,18 @@ def run_study(
     messages += [str(getattr(w, "message", w)) for w in loaded.warnings]
     role, vol, escc_role = _choose(loaded.volumes)
 
+    seg_kw: dict[str, Any] = (
+        {"path": labels, "class_map": class_map}
+        if segmenter == "labels"
+        else ({"model": model} if model is not None else {})
+    )
+
     def do_segment() -> Any:
         if segmenter == "labels" and labels is None:
             raise InputError("LABELS_NEEDED", "--segmenter labels needs --labels PATH")
         from pipeline.segment import get_segmenter
 
-        kw: dict[str, Any] = (
-            {"path": labels, "class_map": class_map} if segmenter == "labels" else {}
-        )
-        return get_segmenter(segmenter, device=device, **kw).segment(vol)
+        return get_segmenter(segmenter, device=device, **seg_kw).segment(vol)
 
     seg = stage("segment", 2, do_segment)
     seg_meta = dict(getattr(seg, "meta", {}) or {})
@@ -216,7 +221,7 @@ def run_study(
             from pipeline.segment import get_segmenter
 
             ax = loaded.volumes[escc_role]
-            aseg = get_segmenter(segmenter, device=device).segment(ax)
+            aseg = get_segmenter(segmenter, device=device, **seg_kw).segment(ax)
             fa = extract_features(
                 ax, aseg.vertebrae, aseg.structures, aseg.parts, escc_source=escc_role, config=cfg
             )

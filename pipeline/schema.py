@@ -26,7 +26,7 @@ import jsonschema
 
 from pipeline.errors import SpinemetError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 GRADES = ["0", "1a", "1b", "1c", "2", "3"]
 LEVEL_PATTERN = r"^(C[1-7]|T([1-9]|1[0-3])|L[1-6]|S[1-5]?|sacrum)$"
@@ -103,6 +103,12 @@ REPORT_SCHEMA: dict[str, Any] = {
                             "kyphosis_deg": _num,
                             "scoliosis_deg": _num,
                         },
+                    },
+                    "body_centre_lps": {
+                        "type": ["array", "null"],
+                        "items": {"type": "number"},
+                        "minItems": 3,
+                        "maxItems": 3,
                     },
                     "provenance": {"type": "object", "additionalProperties": _provenance},
                 },

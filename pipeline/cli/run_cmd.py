@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--segmenter", choices=["builtin", "labels"], default="builtin")
+    p.add_argument(
+        "--model",
+        metavar="NAME|DIR",
+        help="built-in model: a folder with card.yaml, or a name under models/ "
+        "(default spinemet-unet-2mm)",
+    )
     p.add_argument("--labels", metavar="PATH", help="label source for --segmenter labels")
     p.add_argument(
         "--class-map",
@@ -54,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         clinical=args.clinical,
         device=args.device,
         segmenter=args.segmenter,
+        model=args.model,
         labels=args.labels,
         class_map=args.class_map,
         features_config=args.features_config,

@@ -9,7 +9,16 @@ Metrics (acceptance of the imaging features):
   wrong; coverage is reported apart);
 * collapse percentage within 10 points, translation within 2 mm (where the truth has
   a value);
-* levels: share of true vertebrae whose level the report names, and invented levels.
+* levels (VerSe identification): a true vertebra is identified when the report names its
+  level *and* that vertebra's body centre lies within ``IDENT_MM`` of the true body centre,
+  closer to it than to any other true vertebra (a column numbered one level off names
+  most levels but identifies none). Invented levels are names the truth does not have;
+  misplaced ones are names it has, found elsewhere. Where either side lacks body centres
+  (reports before schema 1.1), the names alone decide.
+
+SINS components, collapse and translation are compared on the same bone: the report's
+vertebra whose body centre is nearest the true one (within ``IDENT_MM``), whatever its
+name; by name when centres are missing.
 
 Confidence intervals: percentile bootstrap over studies (the unit of sampling), fixed
 seed, so the numbers are reproducible.
@@ -59,6 +68,41 @@ def _norm_level(lv: str) -> str:
     return "sacrum" if lv in ("S", "S1", "sacrum") else lv
 
 
+#: VerSe identification tolerance (mm): a level counts as found only this close to the truth.
+IDENT_MM = 20.0
+
+
+def _centre(v: dict[str, Any]) -> np.ndarray | None:
+    c = v.get("body_centre_lps")
+    if c is None:
+        c = (v.get("measurements") or {}).get("body_centre_lps")
+    return np.asarray(c, dtype=float) if c is not None and len(c) == 3 else None
+
+
+def _identified(
+    truth_v: dict[str, np.ndarray], report_v: dict[str, np.ndarray], level: str
+) -> bool:
+    """VerSe rule: the report's ``level`` lies within IDENT_MM of the truth's, nearest to it."""
+    p = report_v[level]
+    if float(np.linalg.norm(p - truth_v[level])) > IDENT_MM:
+        return False
+    nearest = min(truth_v, key=lambda k: float(np.linalg.norm(truth_v[k] - p)))
+    return nearest == level
+
+
+def _same_bone(
+    tv: dict[str, Any], report: list[dict[str, Any]], by_name: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The report vertebra that is this true vertebra: nearest body centre, else by name."""
+    tc = _centre(tv)
+    cands = [(v, _centre(v)) for v in report]
+    if tc is None or not cands or any(c is None for _, c in cands):
+        return by_name.get(_norm_level(tv["level"]))
+    dist = [float(np.linalg.norm(c - tc)) if c is not None else np.inf for _, c in cands]
+    k = int(np.argmin(dist))
+    return cands[k][0] if dist[k] <= IDENT_MM else None
+
+
 @dataclass
 class StudyComparison:
     """Per-study records from which every metric is computed."""
@@ -69,6 +113,7 @@ class StudyComparison:
     levels_true: list[str]
     levels_found: int
     levels_invented: list[str]
+    levels_misplaced: list[str] = field(default_factory=list)
     components: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
     collapse: list[tuple[float, float | None]] = field(default_factory=list)
     collapse_in_view: list[tuple[float, float | None]] = field(default_factory=list)
@@ -80,16 +125,31 @@ def compare_study(name: str, report: dict[str, Any], truth: dict[str, Any]) -> S
     """Field-by-field comparison of one study."""
     lt = [_norm_level(x) for x in _levels(truth)]
     lp = [_norm_level(x) for x in _levels(report)]
-    found = sum(1 for x in lt if x in lp)
     invented = [x for x in lp if x not in lt]
-    rv = {_norm_level(v["level"]): v for v in report.get("vertebrae", [])}
+    rlist = list(report.get("vertebrae", []))
+    rv = {_norm_level(v["level"]): v for v in rlist}
+    tcent = {_norm_level(v["level"]): _centre(v) for v in truth.get("vertebrae", [])}
+    rcent = {k: _centre(v) for k, v in rv.items()}
+    tc = {k: c for k, c in tcent.items() if c is not None}
+    rc = {k: c for k, c in rcent.items() if c is not None}
+    misplaced: list[str] = []
+    found = 0
+    for x in lt:
+        if x not in lp:
+            continue
+        if x in tc and x in rc:  # by position (VerSe); names alone only without centres
+            ok = _identified(tc, rc, x)
+            found += int(ok)
+            if not ok:
+                misplaced.append(x)
+        else:
+            found += 1
     comps: dict[str, list[tuple[Any, Any]]] = {c: [] for c in COMPONENTS}
     col: list[tuple[float, float | None]] = []
     colv: list[tuple[float, float | None]] = []
     tra: list[tuple[float, float | None]] = []
     for tv in truth.get("vertebrae", []):
-        lv = _norm_level(tv["level"])
-        pv = rv.get(lv)
+        pv = _same_bone(tv, rlist, rv)
         tm = tv.get("measurements") or {}
         pm = (pv or {}).get("measurements") or {}
         if tm.get("translation_mm") is not None:
@@ -120,6 +180,7 @@ def compare_study(name: str, report: dict[str, Any], truth: dict[str, Any]) -> S
         levels_true=lt,
         levels_found=found,
         levels_invented=invented,
+        levels_misplaced=misplaced,
         components=comps,
         collapse=col,
         collapse_in_view=colv,
@@ -237,6 +298,7 @@ def evaluate_pairs(
             d["levels"] = {
                 "missed": len(s.levels_true) - s.levels_found,
                 "invented": s.levels_invented,
+                "misplaced": s.levels_misplaced,
             }
         if d:
             disagreements.append({"study": s.name, **d})

@@ -306,6 +306,11 @@ def extract_features(
             posterolateral=pl,
             measurements=meas,
             partly_in_view=g.cut_by_fov,
+            body_centre_lps=(
+                float(g.body_centroid[0]),
+                float(g.body_centroid[1]),
+                float(g.body_centroid[2]),
+            ),
         )
         for name in ("location", "lesion", "collapse", "alignment", "posterolateral"):
             f: Finding = getattr(vf, name)

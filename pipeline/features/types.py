@@ -43,6 +43,9 @@ class VertebraFeatures:
     partly_in_view: bool = False
     provenance: dict[str, str] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)
+    #: LPS centre (mm) of the vertebral body: where this level lies, so that a number can
+    #: be checked against a reference by position (VerSe identification), not by name.
+    body_centre_lps: tuple[float, float, float] | None = None
 
 
 @dataclass

@@ -97,6 +97,9 @@ def vertebra_entry(v: VertebraFeatures) -> dict[str, Any]:
         },
         "imaging_subscore_range": list(imaging_subscore(v)),
         "measurements": _clean(v.measurements),
+        "body_centre_lps": (
+            [round(float(c), 2) for c in v.body_centre_lps] if v.body_centre_lps else None
+        ),
         "provenance": dict(v.provenance),
         "why": dict(v.why),
     }

@@ -124,17 +124,18 @@ class BuiltinSegmenter:
         src = volume.to_canonical()
         on_model = resample_to_spacing(src, self.card.spacing_mm)
         x = model_input(on_model.array, volume.modality)
+        runner, route_note = self._runner_for(on_model.shape)
         times["preprocess_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        logits = self.logits(x)
+        logits = runner.logits(x)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         times["inference_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        nc = len(self.card.classes)
+        nc = len(runner.card.classes)
         sem_t = channel_argmax(logits[:nc])
         sem_m = sem_t.cpu().numpy()
-        use_learned = self.card.level_estimate == "learned" and logits.shape[0] > nc
+        use_learned = runner.card.level_estimate == "learned" and logits.shape[0] > nc
         level_est = target_to_level(logits[nc].cpu().numpy()) if use_learned else None
         vert_m, struct_m, parts_m, conf, uncertain, why = derive_maps(
             sem_m, on_model.affine, level_est
@@ -178,7 +179,8 @@ class BuiltinSegmenter:
             maps = [_to_grid_of(m, volume) for m in maps]
         meta = {
             "backend": "builtin",
-            "model": self.card.name,
+            "model": runner.card.name,
+            "model_choice": route_note,
             "device": str(self.device),
             "precision": "autocast"
             if (self.device.type == "cuda" or self.card.cpu_autocast == "bf16")
@@ -186,9 +188,35 @@ class BuiltinSegmenter:
             "model_grid": list(on_model.shape),
             "timings": {k: round(v, 3) for k, v in times.items()},
             "numbering": why,
-            "warnings": ([why] if uncertain else []) + self._card_warnings(),
+            "warnings": ([why] if uncertain else []) + runner._card_warnings(),
         }
         return SpineSegmentation(maps[0], maps[1], maps[2], conf, uncertain, meta)
+
+    def _runner_for(self, model_shape: tuple[int, ...]) -> tuple[BuiltinSegmenter, str]:
+        """This model, or the thin-input specialist its card names for thin inputs.
+
+        An input thinner than ``max_thickness_mm`` along any axis (a 15-20 slice sagittal MR
+        slab, a 20-slice CT) is mostly padding in the inference window; the card's
+        ``inference.thin_input`` model was trained on such slabs (see its card).
+        """
+        spec = self.card.thin_input
+        if not spec:
+            return self, f"{self.card.name} (no thin-input model in its card)"
+        thickness = float(min(np.asarray(model_shape) * np.asarray(self.card.spacing_mm)))
+        limit = float(spec["max_thickness_mm"])
+        if thickness > limit:
+            return self, f"{self.card.name}: input {thickness:.0f} mm thick at its thinnest"
+        folder = self.card.folder.parent / str(spec["model"])
+        if not (folder / "card.yaml").exists():
+            return self, (
+                f"{self.card.name}: input {thickness:.0f} mm thick, but the thin-input model "
+                f"{spec['model']} is not installed"
+            )
+        thin = BuiltinSegmenter.cached(folder, str(self.device))
+        return thin, (
+            f"{thin.card.name}: input {thickness:.0f} mm thick at its thinnest "
+            f"(<= {limit:g} mm: thin-input model)"
+        )
 
     def _card_warnings(self) -> list[str]:
         """The card's own ``status`` (e.g. an under-trained model), shown in every report."""

@@ -107,6 +107,8 @@ class ModelCard:
     cpu_autocast: str
     level_estimate: str
     weights: str
+    #: Optional specialist for thin inputs: ``{"model": name, "max_thickness_mm": mm}``.
+    thin_input: dict[str, Any] | None
     sha256: str | None
     raw: dict[str, Any]
 
@@ -133,6 +135,7 @@ class ModelCard:
                 ),  # type: ignore[arg-type]
                 cpu_autocast=str(raw.get("inference", {}).get("cpu_autocast", "none")),
                 level_estimate=str(raw.get("inference", {}).get("level_estimate", "learned")),
+                thin_input=raw.get("inference", {}).get("thin_input"),
                 weights=str(raw.get("weights", "model.safetensors")),
                 sha256=raw.get("sha256"),
                 raw=raw,

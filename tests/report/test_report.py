@@ -126,3 +126,34 @@ def test_evaluate_pairs_counts_disagreements():
     assert 0.0 <= lo <= m["bilsky_exact"] <= hi <= 1.0
     assert {d["study"] for d in res["disagreements"]} == {"s1", "s2"}
     assert res["acceptance"]["bilsky_exact"]["met"] is False
+
+
+def test_levels_identified_by_position_not_by_name():
+    """A column numbered one level off names most levels but identifies none (VerSe rule)."""
+
+    def doc(names, zs):
+        return {
+            "levels": list(names),
+            "escc": {"worst_grade": "0"},
+            "vertebrae": [
+                {"level": n, "involved": False, "sins": {}, "body_centre_lps": [0.0, 0.0, z]}
+                for n, z in zip(names, zs, strict=True)
+            ],
+        }
+
+    truth = doc(["T2", "T3", "T4"], [100.0, 75.0, 50.0])
+    right = doc(["T2", "T3", "T4"], [101.0, 74.0, 52.0])
+    shifted = doc(["T3", "T4", "T5"], [101.0, 74.0, 52.0])
+    m = evaluate_pairs([("a", right, truth)], n_boot=0)["metrics"]
+    assert m["levels_identified"] == pytest.approx(1.0)
+    res = evaluate_pairs([("b", shifted, truth)], n_boot=0)
+    assert res["metrics"]["levels_identified"] == pytest.approx(0.0)
+    lv = res["disagreements"][0]["levels"]
+    assert lv["invented"] == ["T5"] and lv["misplaced"] == ["T3", "T4"]
+    # Without body centres (reports before schema 1.1) the names alone decide.
+    for d in (truth, shifted):
+        for v in d["vertebrae"]:
+            v.pop("body_centre_lps")
+    assert evaluate_pairs([("c", shifted, truth)], n_boot=0)["metrics"][
+        "levels_identified"
+    ] == pytest.approx(2 / 3)

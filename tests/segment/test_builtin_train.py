@@ -125,6 +125,37 @@ def test_builtin_segments_onto_the_source_grid_and_is_cached(
     assert set(res.meta["timings"]) == {"preprocess_s", "inference_s", "postprocess_s"}
 
 
+def test_thin_inputs_go_to_the_thin_input_model_the_card_names(
+    tmp_path: Path, tiny_model: tuple[Path, TrainConfig], phantom
+) -> None:
+    """An input thinner than the card's limit is segmented by its thin-input model."""
+    import shutil
+
+    out, _ = tiny_model
+    main, thin = tmp_path / "main", tmp_path / "thin"
+    shutil.copytree(out, main)
+    shutil.copytree(out, thin)
+    (thin / "card.yaml").write_text(
+        (thin / "card.yaml").read_text().replace("name: tiny", "name: tiny-thin")
+    )
+    card = yaml.safe_load((main / "card.yaml").read_text())
+    card["inference"]["thin_input"] = {"model": "thin", "max_thickness_mm": 40.0}
+    (main / "card.yaml").write_text(yaml.safe_dump(card))
+    seg = get_segmenter("builtin", device="cpu", model=str(main))
+    img, _ = phantom(3, spacing=3.0)
+    res = seg.segment(img)  # the phantom is thicker than 40 mm along every axis
+    assert res.meta["model"] == "tiny", res.meta["model_choice"]
+    slab = Volume(img.array[:10].copy(), img.affine.copy(), img.modality)  # 30 mm
+    res = seg.segment(slab)
+    assert res.meta["model"] == "tiny-thin" and "thin-input" in res.meta["model_choice"]
+    assert res.vertebrae.shape == slab.shape
+    # A card naming a thin-input model that is not installed keeps its own model, and says so.
+    shutil.rmtree(thin)
+    BuiltinSegmenter._cache.clear()
+    res = get_segmenter("builtin", device="cpu", model=str(main)).segment(slab)
+    assert res.meta["model"] == "tiny" and "not installed" in res.meta["model_choice"]
+
+
 def test_bad_model_and_device_requests_are_named_errors(
     tmp_path: Path, tiny_model: tuple[Path, TrainConfig]
 ) -> None:

@@ -11,8 +11,15 @@ from pipeline.segment import get_segmenter
 from pipeline.segment.model import DEFAULT_MODEL, ModelCard, file_sha256
 
 
-def test_card_names_everything_the_contract_asks_for() -> None:
-    folder = models_dir() / DEFAULT_MODEL
+def _shipped_folders() -> list:
+    """The default model and the thin-input model its card names."""
+    main = models_dir() / DEFAULT_MODEL
+    thin = yaml.safe_load((main / "card.yaml").read_text())["inference"].get("thin_input")
+    return [main] + ([models_dir() / thin["model"]] if thin else [])
+
+
+@pytest.mark.parametrize("folder", _shipped_folders(), ids=lambda p: p.name)
+def test_card_names_everything_the_contract_asks_for(folder) -> None:
     card = yaml.safe_load((folder / "card.yaml").read_text())
     for key in (
         "architecture",
@@ -27,6 +34,7 @@ def test_card_names_everything_the_contract_asks_for() -> None:
         assert key in card, key
     assert card["sha256"] == file_sha256(folder / card["weights"])
     assert (folder / card["weights"]).stat().st_size < 25 * 1024**2
+    assert card["name"] == folder.name
 
 
 def test_shipped_model_segments_a_small_synthetic_ct() -> None:
