@@ -61,6 +61,23 @@ TYPICAL_BODY_WIDTH_MM: dict[int, float] = {
 #: view is tens of ml even when the field of view cuts it (adult S1 body alone is about
 #: 30 ml); a few ml of "sacrum" is a segmentation error, not an anchor.
 MIN_SACRUM_ML = 15.0
+#: A "body" instance with at least this share of its voxels touching the predicted sacrum
+#: is the first sacral body (S1 has no disc below it: it is fused to S2 over its whole
+#: endplate), not L5, which meets the sacrum only through the L5-S1 disc. Measured on
+#: development studies (seeds 7700000-59): S1 instances 0.02-0.59 of their voxels (12 of 13
+#: above 0.1), L5 0.01-0.12 on sagittal MR and at most 0.04 on CT (seeds 7500000-59).
+SACRUM_CONTACT_FRACTION = 0.1
+#: The topmost body is C2 when it is at least this many times as tall (along S) as the
+#: median of the next three: C2 with its dens is about 35-40 mm tall in adults, C3-C5
+#: bodies about 14-15 mm (ratio 2.3-2.7); a body cut by the field of view is shorter.
+C2_HEIGHT_RATIO = 2.0
+#: ... and when the network's learned level estimate there is cervical (C7 = 7, plus one
+#: level of the estimate's pull toward the middle of the column).
+C2_MAX_ESTIMATE = 8.0
+#: Consecutive bodies further apart than this many local pitches (the median distance of
+#: the neighbouring pairs) have a vertebra between them that was not found as a body of
+#: its own (missed, or fused to a neighbour by the segmentation): the count skips it.
+GAP_PITCHES = 1.5
 #: Body instances whose centres lie closer than this (mm) are fragments of one vertebra:
 #: the shortest vertebral pitch (body + disc, C3-C7) is about 17-19 mm in adults.
 MIN_PITCH_MM = 12.0
@@ -313,30 +330,53 @@ def number_instances(
     lps = index_to_lps(cents, aff)
     order = [ids[i] for i in np.argsort(-lps[:, 2])]  # head (+S) first
     n = len(order)
+    rank = column_ranks(np.array([lps[ids.index(i)] for i in order]))
+    gaps = int(rank[-1] - (n - 1)) if n else 0
+    gap_note = f"; {gaps} vertebra(e) between found bodies counted as missing" if gaps else ""
     if sacrum is not None and plausible_sacrum(sacrum, aff):
         sac_z = float(index_to_lps(np.argwhere(sacrum).mean(0), aff)[2])
-        above = [i for i in order if lps[ids.index(i), 2] > sac_z]
+        fused = fused_to_sacrum(core, sacrum, ids)
+        above = [i for i in order if lps[ids.index(i), 2] > sac_z and i not in fused]
         if above:
-            numbers = {}
-            conf = {}
-            for rank, i in enumerate(reversed(above)):  # from L5 upwards
-                pos = _COLUMN.index(24) - rank
+            numbers = dict.fromkeys(fused, 26)
+            conf = dict.fromkeys(fused, 0.9)
+            up = [int(rank[order.index(i)]) for i in above]
+            for i, r in zip(above, up, strict=True):  # from L5 upwards
+                steps = up[-1] - r
+                pos = _COLUMN.index(24) - steps
                 if pos < 0:
-                    break
+                    continue
                 numbers[i] = _COLUMN[pos]
-                conf[i] = max(0.6, 0.95 - 0.01 * rank)
+                conf[i] = max(0.6, 0.95 - 0.01 * steps)
             return (
                 numbers,
                 conf,
                 False,
                 (
                     "counted upwards from the sacrum (L5 = lowest mobile "
-                    "vertebra; a sixth lumbar or T13 would shift the numbers)"
+                    "vertebra; a sixth lumbar or T13 would shift the numbers)" + gap_note
                 ),
             )
     if position is not None:
         est = np.array([float(np.median(position[inst == i])) for i in order])
-        return _fit_sequence(order, est)
+        if _top_is_c2(core, aff, order, est):
+            # The dens moves C2's centre up: C2 -> C3 is one step, whatever the distance.
+            rank = np.concatenate([[0], rank[1:] - rank[1] + 1])
+            numbers = {
+                i: _ALL[min(1 + int(r), len(_ALL) - 1)] for r, i in zip(rank, order, strict=True)
+            }
+            conf = {i: max(0.6, 0.9 - 0.01 * float(r)) for r, i in zip(rank, order, strict=True)}
+            return (
+                numbers,
+                conf,
+                False,
+                (
+                    "counted down from C2 (the topmost body, with the dens about twice as "
+                    "tall as the bodies below it)" + gap_note
+                ),
+            )
+        numbers, conf, unc, why = _fit_sequence(order, est, rank)
+        return numbers, conf, unc, why + gap_note
     widths = _instance_widths(inst, aff, order, body)
     best_off, best_err, errs = 0, np.inf, []
     for off in range(0, len(_COLUMN) - n + 1):
@@ -360,18 +400,88 @@ def number_instances(
     )
 
 
+def fused_to_sacrum(
+    core: npt.NDArray[np.integer],
+    sacrum: npt.NDArray[np.bool_],
+    ids: list[int],
+    min_fraction: float = SACRUM_CONTACT_FRACTION,
+) -> list[int]:
+    """Instances that are sacral bodies: at least ``min_fraction`` of their voxels touch the
+    sacrum (6-neighbourhood); see SACRUM_CONTACT_FRACTION."""
+    near = ndimage.binary_dilation(sacrum, structure=ndimage.generate_binary_structure(3, 1))
+    size = np.bincount(core.ravel(), minlength=max(ids, default=0) + 1)
+    touch = np.bincount(core[near & (core > 0)].ravel(), minlength=size.size)
+    return [i for i in ids if size[i] and touch[i] / size[i] >= min_fraction]
+
+
+def _top_is_c2(
+    core: npt.NDArray[np.integer],
+    aff: npt.NDArray[np.float64],
+    order: list[int],
+    est: npt.NDArray[np.float64],
+) -> bool:
+    """Whether the topmost body looks like C2 (see C2_HEIGHT_RATIO, C2_MAX_ESTIMATE)."""
+    if len(order) < 4 or est[0] > C2_MAX_ESTIMATE:
+        return False
+    h = _instance_heights(core, aff, order[:4])
+    below = float(np.median(h[1:]))
+    return bool(np.isfinite(h).all() and below > 0 and h[0] >= C2_HEIGHT_RATIO * below)
+
+
+def _instance_heights(
+    core: npt.NDArray[np.integer], aff: npt.NDArray[np.float64], order: list[int]
+) -> npt.NDArray[np.float64]:
+    """Extent (mm) along patient S of each instance's voxels (NaN if it has none)."""
+    objs = ndimage.find_objects(core)
+    out = []
+    for i in order:
+        sl = objs[i - 1] if i - 1 < len(objs) else None
+        if sl is None:
+            out.append(np.nan)
+            continue
+        idx = np.argwhere(core[sl] == i) + [s.start for s in sl]
+        out.append(float(np.ptp(index_to_lps(idx, aff)[:, 2])))
+    return np.asarray(out, dtype=np.float64)
+
+
+def column_ranks(centres: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Position along the column of bodies ordered head first (0, 1, 2, ... with gaps).
+
+    Consecutive bodies normally lie one pitch apart; a centre distance of ``GAP_PITCHES``
+    or more local pitches (median of up to two neighbouring distances on each side) means
+    that vertebrae between them were not found as bodies of their own (missed, or fused to
+    a neighbour by the segmentation), and the count skips them.
+    """
+    n = len(centres)
+    if n < 4:
+        return np.arange(n)
+    d = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    steps = np.ones(n - 1, np.int64)
+    for k in range(n - 1):
+        nb = np.r_[max(0, k - 2) : k, k + 1 : min(n - 1, k + 3)]
+        pitch = float(np.median(d[nb])) if nb.size else 0.0
+        if pitch > 0 and d[k] >= GAP_PITCHES * pitch:
+            steps[k] = int(np.rint(d[k] / pitch))
+    return np.concatenate([[0], np.cumsum(steps)])
+
+
 def _fit_sequence(
-    order: list[int], est: npt.NDArray[np.float64]
+    order: list[int], est: npt.NDArray[np.float64], rank: npt.NDArray[np.int64] | None = None
 ) -> tuple[dict[int, int], dict[int, float], bool, str]:
-    """Number instances (head first) as consecutive levels closest to the estimates."""
+    """Number instances (head first) as levels one apart (``rank``: with gaps) closest to
+    the estimates."""
     n = len(order)
+    rank = np.arange(n) if rank is None else np.asarray(rank)
+    span = int(rank[-1]) + 1 if n else 0
     best_off, best_err = 0, np.inf
-    for off in range(0, max(1, len(_ALL) - n + 1)):
-        ref = np.array([_ALL[min(off + r, len(_ALL) - 1)] for r in range(n)], dtype=float)
+    for off in range(0, max(1, len(_ALL) - span + 1)):
+        ref = np.array([_ALL[min(off + int(r), len(_ALL) - 1)] for r in rank], dtype=float)
         err = float(np.median(np.abs(est - ref)))
         if err < best_err:
             best_off, best_err = off, err
-    numbers = {i: _ALL[min(best_off + r, len(_ALL) - 1)] for r, i in enumerate(order)}
+    numbers = {
+        i: _ALL[min(best_off + int(r), len(_ALL) - 1)] for r, i in zip(rank, order, strict=True)
+    }
     conf = {}
     for r, i in enumerate(order):
         resid = abs(est[r] - numbers[i])

@@ -219,3 +219,54 @@ def test_levels_follow_the_bodies_not_bone_grown_along_a_fused_arch() -> None:
     pos[5:15, 25:38, 5:99] = 23.0  # the flooded arch carries its instance's estimate
     numbers, *_ = number_instances(inst, np.eye(4), body=body, position=pos)
     assert [numbers[i] for i in (4, 3, 2, 1)] == [20, 21, 22, 23]
+
+
+def _column(bodies: list[tuple[int, int]], depth: int = 60) -> np.ndarray:
+    """Instances 1..n as slabs [k0, k1) along S (1 mm voxels, index k = S), head first."""
+    inst = np.zeros((4, 4, depth), np.int32)
+    for n, (k0, k1) in enumerate(sorted(bodies, reverse=True), start=1):
+        inst[:, :, k0:k1] = n
+    return inst
+
+
+def test_a_body_fused_to_the_sacrum_is_s1_not_l5() -> None:
+    from pipeline.segment.levels import fused_to_sacrum
+
+    # Sacrum k 0-3; a "body" touching it over its whole lower face (S1 taken for a body,
+    # no disc); then L5..L2 each behind a 2-voxel disc.
+    inst = _column([(4, 7), (9, 13), (15, 19), (21, 25), (27, 31)], depth=40)
+    sac = np.zeros_like(inst, bool)
+    sac[:, :, 0:4] = True
+    aff = np.diag([20.0, 20.0, 1.0, 1.0])  # sacrum 25.6 ml: plausible
+    assert fused_to_sacrum(inst, sac, [1, 2, 3, 4, 5]) == [5]
+    numbers, _, uncertain, why = number_instances(inst, aff, sacrum=sac)
+    assert not uncertain and "sacrum" in why
+    assert [numbers[i] for i in (1, 2, 3, 4, 5)] == [21, 22, 23, 24, 26]
+
+
+def test_a_vertebra_missing_between_bodies_is_skipped_in_the_count() -> None:
+    from pipeline.segment.levels import column_ranks
+
+    # Pitch 6 mm; the body between k 17 and k 29 was not found (12 mm = two pitches).
+    inst = _column([(5, 9), (11, 15), (17, 21), (29, 33), (35, 39)], depth=45)
+    sac = np.zeros_like(inst, bool)
+    sac[:, :, 0:3] = True
+    numbers, _, _, why = number_instances(inst, np.diag([20.0, 20.0, 1.0, 1.0]), sacrum=sac)
+    assert [numbers[i] for i in (1, 2, 3, 4, 5)] == [19, 20, 22, 23, 24]
+    assert "1 vertebra(e) between found bodies counted as missing" in why
+    # Regular spacing (a pitch that grows slowly down the column) skips nothing.
+    z = np.cumsum([0.0, 18, 19, 20, 21, 23, 25, 27])[:, None] * [[0, 0, -1]]
+    assert column_ranks(z).tolist() == list(range(8))
+
+
+def test_a_tall_topmost_body_with_a_cervical_estimate_is_c2() -> None:
+    # C2 with its dens (12 mm) above three 4-mm bodies, pitch 6 mm.
+    inst = _column([(2, 6), (8, 12), (14, 18), (20, 32)], depth=36)
+    aff = np.diag([20.0, 20.0, 1.0, 1.0])
+    cervical = np.where(inst > 0, 5.0, 0.0)  # a compressed estimate, but cervical
+    numbers, _, uncertain, why = number_instances(inst, aff, position=cervical)
+    assert not uncertain and "C2" in why
+    assert [numbers[i] for i in (1, 2, 3, 4)] == [2, 3, 4, 5]
+    thoracic = np.where(inst > 0, 15.0, 0.0)  # a tall top body lower down is no C2
+    numbers, _, uncertain, why = number_instances(inst, aff, position=thoracic)
+    assert uncertain and "C2" not in why
