@@ -24,6 +24,8 @@ classes. Levels are derived here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
@@ -428,20 +430,30 @@ def _top_is_c2(
     return bool(np.isfinite(h).all() and below > 0 and h[0] >= C2_HEIGHT_RATIO * below)
 
 
-def _instance_heights(
-    core: npt.NDArray[np.integer], aff: npt.NDArray[np.float64], order: list[int]
+def _per_instance(
+    lab: npt.NDArray[np.integer],
+    aff: npt.NDArray[np.float64],
+    order: list[int],
+    fn: Callable[[npt.NDArray[np.float64], tuple[slice, ...]], float],
 ) -> npt.NDArray[np.float64]:
-    """Extent (mm) along patient S of each instance's voxels (NaN if it has none)."""
-    objs = ndimage.find_objects(core)
+    """``fn(LPS points, bounding slices)`` of each instance in ``order`` (NaN without voxels)."""
+    objs = ndimage.find_objects(lab)
     out = []
     for i in order:
         sl = objs[i - 1] if i - 1 < len(objs) else None
         if sl is None:
             out.append(np.nan)
             continue
-        idx = np.argwhere(core[sl] == i) + [s.start for s in sl]
-        out.append(float(np.ptp(index_to_lps(idx, aff)[:, 2])))
+        idx = np.argwhere(lab[sl] == i) + [s.start for s in sl]
+        out.append(fn(index_to_lps(idx, aff), sl))
     return np.asarray(out, dtype=np.float64)
+
+
+def _instance_heights(
+    core: npt.NDArray[np.integer], aff: npt.NDArray[np.float64], order: list[int]
+) -> npt.NDArray[np.float64]:
+    """Extent (mm) along patient S of each instance's voxels (NaN if it has none)."""
+    return _per_instance(core, aff, order, lambda p, _sl: float(np.ptp(p[:, 2])))
 
 
 def column_ranks(centres: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
@@ -505,20 +517,14 @@ def _instance_widths(
 ) -> npt.NDArray[np.float64]:
     """Left-right extent (mm) of each instance's body, NaN when the body is cut by the FOV."""
     src = inst if body is None else np.where(body, inst, 0)
-    out = []
-    objs = ndimage.find_objects(src)
-    for i in order:
-        sl = objs[i - 1] if i - 1 < len(objs) else None
-        if sl is None:
-            out.append(np.nan)
-            continue
-        idx = np.argwhere(src[sl] == i) + [s.start for s in sl]
-        x = index_to_lps(idx, aff)[:, 0]
-        # Only a cut along the left-right axis hides the width (a slab cut in S does not).
-        ax = int(np.argmax(np.abs(aff[0, :3])))
+    # Only a cut along the left-right axis hides the width (a slab cut in S does not).
+    ax = int(np.argmax(np.abs(aff[0, :3])))
+
+    def width(p: npt.NDArray[np.float64], sl: tuple[slice, ...]) -> float:
         touches = sl[ax].start == 0 or sl[ax].stop == src.shape[ax]
-        out.append(np.nan if touches else float(np.percentile(x, 98) - np.percentile(x, 2)))
-    return np.asarray(out, dtype=np.float64)
+        return np.nan if touches else float(np.percentile(p[:, 0], 98) - np.percentile(p[:, 0], 2))
+
+    return _per_instance(src, aff, order, width)
 
 
 def number_unlabelled_vertebrae(
