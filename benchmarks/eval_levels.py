@@ -1,0 +1,124 @@
+"""Vertebra numbering on a synthetic cohort, measured on the model grid (fast to iterate).
+
+For each study of a cohort written by ``eval_cohort.py generate``, the network runs once on
+the series that numbers the levels (sagittal T2 for MR, the CT otherwise) and its outputs
+on the model grid are cached (``--cache``); the numbering (``pipeline.segment.levels``
+through ``derive_maps``) then runs on the cache, so a change to the numbering rules is
+measured in seconds. Identification follows VerSe: a true vertebra (at least 2,000 mm^3 in
+view) is identified when the predicted vertebra of its number has its centroid within
+20 mm of the true one, and the true one is the nearest to it.
+
+    python benchmarks/eval_levels.py --cohort /tmp/cohortM --cache /tmp/levels-M
+    python benchmarks/eval_levels.py --cohort /tmp/cohortM --cache /tmp/levels-M-slab \\
+        --model models/spinemet-unet-2mm-slab
+
+``--model`` runs that model itself (the thin-input routing of ``spinemet run`` is not
+applied here: the cache holds one model's outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+MIN_MM3 = 2000.0
+IDENT_MM = 20.0
+
+
+def _series(study: Path) -> tuple[Path, str]:
+    ct = study / "nifti" / "ct_axial.nii.gz"
+    return (ct, "CT") if ct.exists() else (study / "nifti" / "t2_sag.nii.gz", "MR")
+
+
+def cache_study(seg: object, study: Path, out: Path) -> None:
+    """Model-grid semantic map, level estimate and true vertebrae of one study."""
+    from pipeline.io.nifti import read_nifti
+    from pipeline.preprocess import (
+        channel_argmax,
+        model_input,
+        resample_labels_nearest,
+        resample_to_spacing,
+    )
+    from pipeline.segment.model import target_to_level
+
+    img, modality = _series(study)
+    card = seg.card  # type: ignore[attr-defined]
+    on_model = resample_to_spacing(read_nifti(img, modality).to_canonical(), card.spacing_mm)
+    logits = seg.logits(model_input(on_model.array, modality))  # type: ignore[attr-defined]
+    nc = len(card.classes)
+    truth = read_nifti(study / "labels" / img.name.replace(".nii.gz", "") / "vertebrae.nii.gz")
+    np.savez_compressed(
+        out,
+        sem=channel_argmax(logits[:nc]).numpy().astype(np.uint8),
+        est=target_to_level(logits[nc].numpy()).astype(np.float32),
+        affine=on_model.affine,
+        truth=resample_labels_nearest(
+            truth.array.astype(np.int16), truth.affine, on_model.affine, on_model.shape
+        ),
+    )
+
+
+def centroids(vert: np.ndarray, affine: np.ndarray, min_mm3: float) -> dict[int, np.ndarray]:
+    from pipeline.io.volume import index_to_lps
+
+    vv = abs(float(np.linalg.det(affine[:3, :3])))
+    out = {}
+    for lv in np.unique(vert):
+        idx = np.argwhere(vert == lv)
+        if lv > 0 and len(idx) * vv >= min_mm3:
+            out[int(lv)] = index_to_lps(idx.mean(0), affine)
+    return out
+
+
+def identify(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray) -> tuple[int, int, list[int]]:
+    """(identified, counted, invented level numbers) of one study."""
+    t, p = centroids(truth, affine, MIN_MM3), centroids(pred, affine, 0.0)
+    ok = 0
+    for lv, c in t.items():
+        if lv in p:
+            nearest = min(t, key=lambda k: float(np.linalg.norm(t[k] - p[lv])))
+            ok += int(np.linalg.norm(p[lv] - c) <= IDENT_MM and nearest == lv)
+    return ok, len(t), sorted(lv for lv in p if lv not in t and lv <= 25)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cohort", type=Path, required=True)
+    ap.add_argument("--cache", type=Path, required=True)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--verbose", action="store_true")
+    a = ap.parse_args()
+    import torch
+
+    from pipeline.segment.builtin import BuiltinSegmenter
+    from pipeline.segment.model import derive_maps
+
+    torch.set_num_threads(a.threads)
+    a.cache.mkdir(parents=True, exist_ok=True)
+    seg = None
+    studies = sorted(d for d in (a.cohort / "studies").glob("s*") if (d / "truth.json").exists())
+    tot = cnt = inv = 0
+    for d in studies:
+        f = a.cache / f"{d.name}.npz"
+        if not f.exists():
+            seg = seg or BuiltinSegmenter.cached(a.model, "cpu")
+            cache_study(seg, d, f)
+        z = np.load(f)
+        vert, *_, why = derive_maps(z["sem"], z["affine"], z["est"])
+        ok, n, invented = identify(vert, z["truth"], z["affine"])
+        tot, cnt, inv = tot + ok, cnt + n, inv + len(invented)
+        if a.verbose:
+            print(d.name, ok, n, invented, why, flush=True)
+    res = {"studies": len(studies), "identified": tot, "counted": cnt, "rate": tot / max(cnt, 1),
+           "invented_per_study": inv / max(len(studies), 1)}  # fmt: skip
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
