@@ -124,7 +124,7 @@ class BuiltinSegmenter:
         src = volume.to_canonical()
         on_model = resample_to_spacing(src, self.card.spacing_mm)
         x = model_input(on_model.array, volume.modality)
-        runner, route_note = self._runner_for(on_model.shape)
+        runner, route_note = self._runner_for(on_model.shape, volume.modality)
         times["preprocess_s"] = time.perf_counter() - t
         t = time.perf_counter()
         logits = runner.logits(x)
@@ -192,16 +192,21 @@ class BuiltinSegmenter:
         }
         return SpineSegmentation(maps[0], maps[1], maps[2], conf, uncertain, meta)
 
-    def _runner_for(self, model_shape: tuple[int, ...]) -> tuple[BuiltinSegmenter, str]:
+    def _runner_for(
+        self, model_shape: tuple[int, ...], modality: str
+    ) -> tuple[BuiltinSegmenter, str]:
         """This model, or the thin-input specialist its card names for thin inputs.
 
         An input thinner than ``max_thickness_mm`` along any axis (a 15-20 slice sagittal MR
-        slab, a 20-slice CT) is mostly padding in the inference window; the card's
-        ``inference.thin_input`` model was trained on such slabs (see its card).
+        slab) is mostly padding in the inference window; the card's ``inference.thin_input``
+        model was trained on such slabs (see its card). Only for the card's ``modalities``
+        (those it was measured better on).
         """
         spec = self.card.thin_input
         if not spec:
             return self, f"{self.card.name} (no thin-input model in its card)"
+        if modality not in spec.get("modalities", ("CT", "MR")):
+            return self, f"{self.card.name} (its thin-input model is not used for {modality})"
         thickness = float(min(np.asarray(model_shape) * np.asarray(self.card.spacing_mm)))
         limit = float(spec["max_thickness_mm"])
         if thickness > limit:
