@@ -155,7 +155,9 @@ def test_thin_inputs_go_to_the_thin_input_model_the_card_names(
     (main / "card.yaml").write_text(yaml.safe_dump(card))
     BuiltinSegmenter._cache.clear()
     res = get_segmenter("builtin", device="cpu", model=str(main)).segment(slab)
-    assert res.meta["model"] == "tiny" and f"not used for {slab.modality}" in res.meta["model_choice"]
+    assert (
+        res.meta["model"] == "tiny" and f"not used for {slab.modality}" in res.meta["model_choice"]
+    )
     # A card naming a thin-input model that is not installed keeps its own model, and says so.
     card["inference"]["thin_input"].pop("modalities")
     (main / "card.yaml").write_text(yaml.safe_dump(card))
