@@ -6,7 +6,8 @@ on the model grid are cached (``--cache``); the numbering (``pipeline.segment.le
 through ``derive_maps``) then runs on the cache, so a change to the numbering rules is
 measured in seconds. Identification follows VerSe: a true vertebra (at least 2,000 mm^3 in
 view) is identified when the predicted vertebra of its number has its centroid within
-20 mm of the true one, and the true one is the nearest to it.
+20 mm of the true one, and the true one is the nearest to it (the functions of
+``eval_segment.py``; the sacrum is not counted).
 
     python benchmarks/eval_levels.py --cohort /tmp/cohortM --cache /tmp/levels-M
     python benchmarks/eval_levels.py --cohort /tmp/cohortM --cache /tmp/levels-M-slab \\
@@ -25,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-MIN_MM3 = 2000.0
-IDENT_MM = 20.0
+sys.path.insert(0, str(Path(__file__).parent))
+from eval_segment import centroids, identification  # noqa: E402  (the same VerSe rule)
 
 
 def _series(study: Path) -> tuple[Path, str]:
@@ -62,27 +63,10 @@ def cache_study(seg: object, study: Path, out: Path) -> None:
     )
 
 
-def centroids(vert: np.ndarray, affine: np.ndarray, min_mm3: float) -> dict[int, np.ndarray]:
-    from pipeline.io.volume import index_to_lps
-
-    vv = abs(float(np.linalg.det(affine[:3, :3])))
-    out = {}
-    for lv in np.unique(vert):
-        idx = np.argwhere(vert == lv)
-        if lv > 0 and len(idx) * vv >= min_mm3:
-            out[int(lv)] = index_to_lps(idx.mean(0), affine)
-    return out
-
-
-def identify(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray) -> tuple[int, int, list[int]]:
-    """(identified, counted, invented level numbers) of one study."""
-    t, p = centroids(truth, affine, MIN_MM3), centroids(pred, affine, 0.0)
-    ok = 0
-    for lv, c in t.items():
-        if lv in p:
-            nearest = min(t, key=lambda k: float(np.linalg.norm(t[k] - p[lv])))
-            ok += int(np.linalg.norm(p[lv] - c) <= IDENT_MM and nearest == lv)
-    return ok, len(t), sorted(lv for lv in p if lv not in t and lv <= 25)
+def invented(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray) -> list[int]:
+    """Level numbers predicted that the truth does not have (sacrum aside)."""
+    t = centroids(truth, affine)
+    return sorted(lv for lv in centroids(pred, affine) if lv not in t)
 
 
 def main() -> int:
@@ -110,10 +94,11 @@ def main() -> int:
             cache_study(seg, d, f)
         z = np.load(f)
         vert, *_, why = derive_maps(z["sem"], z["affine"], z["est"])
-        ok, n, invented = identify(vert, z["truth"], z["affine"])
-        tot, cnt, inv = tot + ok, cnt + n, inv + len(invented)
+        ok, n = identification(vert, z["truth"], z["affine"])
+        extra = invented(vert, z["truth"], z["affine"])
+        tot, cnt, inv = tot + ok, cnt + n, inv + len(extra)
         if a.verbose:
-            print(d.name, ok, n, invented, why, flush=True)
+            print(d.name, ok, n, extra, why, flush=True)
     res = {"studies": len(studies), "identified": tot, "counted": cnt, "rate": tot / max(cnt, 1),
            "invented_per_study": inv / max(len(studies), 1)}  # fmt: skip
     print(json.dumps(res))
