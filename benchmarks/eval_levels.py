@@ -38,24 +38,16 @@ def _series(study: Path) -> tuple[Path, str]:
 def cache_study(seg: object, study: Path, out: Path) -> None:
     """Model-grid semantic map, level estimate and true vertebrae of one study."""
     from pipeline.io.nifti import read_nifti
-    from pipeline.preprocess import (
-        channel_argmax,
-        model_input,
-        resample_labels_nearest,
-        resample_to_spacing,
-    )
-    from pipeline.segment.model import target_to_level
+    from pipeline.preprocess import resample_labels_nearest
 
     img, modality = _series(study)
-    card = seg.card  # type: ignore[attr-defined]
-    on_model = resample_to_spacing(read_nifti(img, modality).to_canonical(), card.spacing_mm)
-    logits = seg.logits(model_input(on_model.array, modality))  # type: ignore[attr-defined]
-    nc = len(card.classes)
+    _, on_model, x = seg.model_grid_input(read_nifti(img, modality))  # type: ignore[attr-defined]
+    sem, est = seg.split_logits(seg.logits(x))  # type: ignore[attr-defined]
     truth = read_nifti(study / "labels" / img.name.replace(".nii.gz", "") / "vertebrae.nii.gz")
     np.savez_compressed(
         out,
-        sem=channel_argmax(logits[:nc]).numpy().astype(np.uint8),
-        est=target_to_level(logits[nc].numpy()).astype(np.float32),
+        sem=sem.numpy().astype(np.uint8),
+        est=np.asarray(est, dtype=np.float32),
         affine=on_model.affine,
         truth=resample_labels_nearest(
             truth.array.astype(np.int16), truth.affine, on_model.affine, on_model.shape

@@ -111,6 +111,20 @@ class BuiltinSegmenter:
             )
         return out[0].float()
 
+    def model_grid_input(self, volume: Volume) -> tuple[Volume, Volume, torch.Tensor]:
+        """The canonical volume, its resampling to the model spacing and the network input."""
+        src = volume.to_canonical()
+        on_model = resample_to_spacing(src, self.card.spacing_mm)
+        return src, on_model, model_input(on_model.array, volume.modality)
+
+    def split_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Semantic argmax (tensor) and the learned level estimate (None if the card does
+        not use it) from the network output."""
+        nc = len(self.card.classes)
+        use_learned = self.card.level_estimate == "learned" and logits.shape[0] > nc
+        est = target_to_level(logits[nc].cpu().numpy()) if use_learned else None
+        return channel_argmax(logits[:nc]), est
+
     def segment(self, volume: Volume) -> SpineSegmentation:
         """Segment one study; the label maps lie on ``volume``'s grid."""
         if volume.modality not in ("CT", "MR"):
@@ -121,9 +135,7 @@ class BuiltinSegmenter:
             raise InputError("VOLUME_INVALID", "the image holds no voxels or non-finite values")
         times: dict[str, float] = {}
         t = time.perf_counter()
-        src = volume.to_canonical()
-        on_model = resample_to_spacing(src, self.card.spacing_mm)
-        x = model_input(on_model.array, volume.modality)
+        src, on_model, x = self.model_grid_input(volume)
         runner, route_note = self._runner_for(on_model.shape, volume.modality)
         times["preprocess_s"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -133,10 +145,8 @@ class BuiltinSegmenter:
         times["inference_s"] = time.perf_counter() - t
         t = time.perf_counter()
         nc = len(runner.card.classes)
-        sem_t = channel_argmax(logits[:nc])
+        sem_t, level_est = runner.split_logits(logits)
         sem_m = sem_t.cpu().numpy()
-        use_learned = runner.card.level_estimate == "learned" and logits.shape[0] > nc
-        level_est = target_to_level(logits[nc].cpu().numpy()) if use_learned else None
         vert_m, struct_m, parts_m, conf, uncertain, why = derive_maps(
             sem_m, on_model.affine, level_est
         )
