@@ -74,7 +74,7 @@ IDENT_MM = 20.0
 
 def _centre(v: dict[str, Any]) -> np.ndarray | None:
     c = v.get("body_centre_lps")
-    if c is None:
+    if c is None:  # truth files written before schema 1.1 kept it in the measurements
         c = (v.get("measurements") or {}).get("body_centre_lps")
     return np.asarray(c, dtype=float) if c is not None and len(c) == 3 else None
 
@@ -128,10 +128,9 @@ def compare_study(name: str, report: dict[str, Any], truth: dict[str, Any]) -> S
     invented = [x for x in lp if x not in lt]
     rlist = list(report.get("vertebrae", []))
     rv = {_norm_level(v["level"]): v for v in rlist}
-    tcent = {_norm_level(v["level"]): _centre(v) for v in truth.get("vertebrae", [])}
-    rcent = {k: _centre(v) for k, v in rv.items()}
-    tc = {k: c for k, c in tcent.items() if c is not None}
-    rc = {k: c for k, c in rcent.items() if c is not None}
+    tv_named = {_norm_level(v["level"]): v for v in truth.get("vertebrae", [])}
+    tc = {k: ctr for k, v in tv_named.items() if (ctr := _centre(v)) is not None}
+    rc = {k: ctr for k, v in rv.items() if (ctr := _centre(v)) is not None}
     misplaced: list[str] = []
     found = 0
     for x in lt:

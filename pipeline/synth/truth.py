@@ -67,6 +67,8 @@ def build_truth(world: World, plan: Plan, study: dict[str, Any] | None = None) -
                 "level": name,
                 "label": int(n),
                 "involved": involved,
+                # where the report puts it too (schema 1.1): levels are matched by position
+                "body_centre_lps": [round(float(c), 3) for c in g.centre],
                 "sins": {
                     "levels": [name],
                     "lesion": _lesion_quality(kinds),
@@ -85,7 +87,6 @@ def build_truth(world: World, plan: Plan, study: dict[str, Any] | None = None) -
                     "kyphosis_deg": round(kyph, 2),
                     "scoliosis_deg": round(scol, 2),
                     "lesion_sites": sorted({le.site for le in les}),
-                    "body_centre_lps": [round(float(c), 3) for c in g.centre],
                     "alignment_segment": f"{name}-{level_name(plan.numbers[plan.numbers.index(n) + 1])}"
                     if alignment != "normal"
                     else None,
