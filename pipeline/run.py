@@ -87,6 +87,17 @@ def _choose(volumes: dict[str, Volume]) -> tuple[str, Volume, str | None]:
     return role, volumes[role], None
 
 
+def _refine_canal(
+    segmenter: str, seg_kw: dict[str, Any], device: str, vol: Volume, seg: Any
+) -> Any:
+    """The built-in model's canal refinement of an axial T2 series (see its card)."""
+    if segmenter != "builtin":
+        return seg
+    from pipeline.segment import get_segmenter
+
+    return get_segmenter(segmenter, device=device, **seg_kw).refine_canal(vol, seg)  # type: ignore[attr-defined]
+
+
 def _study_info(
     role: str, vol: Volume, loaded: Any, seg_meta: dict[str, Any], path: Path
 ) -> dict[str, Any]:
@@ -205,6 +216,8 @@ def run_study(
         return get_segmenter(segmenter, device=device, **seg_kw).segment(vol)
 
     seg = stage("segment", 2, do_segment)
+    if role == "mr_axial_t2":
+        seg = _refine_canal(segmenter, seg_kw, device, vol, seg)
     seg_meta = dict(getattr(seg, "meta", {}) or {})
     dev_used = str(seg_meta.get("device", device if segmenter == "builtin" else "cpu"))
     if getattr(seg, "numbering_uncertain", False):
@@ -222,6 +235,12 @@ def run_study(
 
             ax = loaded.volumes[escc_role]
             aseg = get_segmenter(segmenter, device=device, **seg_kw).segment(ax)
+            if escc_role == "mr_axial_t2":
+                aseg = _refine_canal(segmenter, seg_kw, device, ax, aseg)
+            seg_meta["escc_series"] = {
+                "role": escc_role,
+                **{k: aseg.meta[k] for k in ("model", "canal_refine", "timings") if k in aseg.meta},
+            }
             fa = extract_features(
                 ax, aseg.vertebrae, aseg.structures, aseg.parts, escc_source=escc_role, config=cfg
             )

@@ -333,6 +333,16 @@ def extract_features(
         eprov, ewhy = "estimated", "graded on resliced non-axial MR (Bilsky is read on axial T2)"
     else:
         eprov, ewhy = "estimated", "graded on CT: the Bilsky scale is defined on axial T2 MR"
+    if ct_img is not None:
+        st, dropped = _drop_implausible_tumour_voxels(
+            st, ct_img.array, float(cfg["escc"]["min_plausible_tumour_hu"])
+        )
+        if dropped:
+            messages.append(
+                f"{dropped} epidural-tumour voxels below "
+                f"{cfg['escc']['min_plausible_tumour_hu']:g} HU (fat or air, not tumour) were "
+                "ignored: a segmentation error"
+            )
     escc = grade_escc(geos, st, affine, cfg["escc"], eprov, ewhy)
     inv_labels = [g.label for g in geos if involved[g.label]]
     return ImagingFeatures(
@@ -343,6 +353,17 @@ def extract_features(
         segments=contiguous_segments(inv_labels),
         messages=messages,
     )
+
+
+def _drop_implausible_tumour_voxels(
+    structures: npt.NDArray[np.integer], ct: npt.NDArray[np.floating], min_hu: float
+) -> tuple[npt.NDArray[np.integer], int]:
+    """Epidural-tumour labels at fat or air attenuation set to background; map and count."""
+    bad = (structures == L.EPIDURAL) & (np.asarray(ct) < min_hu)
+    n = int(bad.sum())
+    if not n:
+        return structures, 0
+    return np.where(bad, 0, structures).astype(structures.dtype), n
 
 
 def _drop_implausible_lesion_voxels(

@@ -9,6 +9,7 @@ argmax there for smooth full-resolution boundaries -> three label maps on the so
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -201,6 +202,38 @@ class BuiltinSegmenter:
             "warnings": ([why] if uncertain else []) + runner._card_warnings(),
         }
         return SpineSegmentation(maps[0], maps[1], maps[2], conf, uncertain, meta)
+
+    def refine_canal(self, volume: Volume, seg: SpineSegmentation) -> SpineSegmentation:
+        """Re-segment the canal of an axial T2 MR series at 0.5 mm (Bilsky is read there).
+
+        Uses the canal model the card names in ``inference.canal_refine``
+        (:mod:`pipeline.segment.canal`); without one, or when it is not installed, ``seg``
+        comes back unchanged and ``meta["canal_refine"]`` says why. Only the sac, cord and
+        epidural-tumour labels change.
+        """
+        spec = self.card.raw.get("inference", {}).get("canal_refine")
+        meta = dict(seg.meta)
+        if not spec:
+            meta["canal_refine"] = f"{self.card.name} names no canal model"
+            return dataclasses.replace(seg, meta=meta)
+        if volume.modality not in spec.get("modalities", ("MR",)):
+            meta["canal_refine"] = f"canal model not used for {volume.modality}"
+            return dataclasses.replace(seg, meta=meta)
+        folder = self.card.folder.parent / str(spec["model"])
+        if not (folder / "card.yaml").exists():
+            meta["canal_refine"] = f"canal model {spec['model']} is not installed"
+            return dataclasses.replace(seg, meta=meta)
+        from pipeline.segment.canal import CanalRefiner
+
+        t = time.perf_counter()
+        refiner = CanalRefiner.cached(folder, self.device)
+        st, n = refiner.refine(volume.array, volume.affine, seg.structures.array)
+        meta["canal_refine"] = f"{refiner.card.name}: {n} slices"
+        meta["timings"] = {
+            **dict(meta.get("timings", {})),
+            "canal_refine_s": round(time.perf_counter() - t, 3),
+        }
+        return dataclasses.replace(seg, structures=seg.structures.with_array(st), meta=meta)
 
     def _runner_for(
         self, model_shape: tuple[int, ...], modality: str

@@ -234,3 +234,18 @@ def test_a_vertebra_with_one_sided_posterior_parts_takes_its_neighbours_frame():
     for level in ("T9", "T10"):  # the pairs on either side of T10: no false slip or angle
         m = feats.vertebra(level).measurements  # type: ignore[union-attr]
         assert m["translation_mm"] < 3.0 and abs(m["kyphosis_deg"]) < 10.0, (level, m)
+
+
+def test_epidural_tumour_at_air_attenuation_is_ignored_on_ct():
+    """'Epidural tumour' painted onto air (a model error seen on a real thin CT) grades 0."""
+    ph = default_phantom(15, 4)
+    ph.vertebrae[1].escc = "2"
+    shape, aff = grid("axial", 1.0, fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
+    r = render(ph, shape, aff)
+    ct = r["ct"].copy()
+    f_ok = extract_features(Volume(ct, aff, "CT"), r["vertebrae"], r["structures"], r["parts"])
+    assert f_ok.escc.worst_grade == "2"
+    ct[r["structures"] == L.EPIDURAL] = -1000.0
+    f = extract_features(Volume(ct, aff, "CT"), r["vertebrae"], r["structures"], r["parts"])
+    assert f.escc.worst_grade == "0"
+    assert any("epidural-tumour voxels" in m and "fat or air" in m for m in f.messages)
