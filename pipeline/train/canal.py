@@ -11,7 +11,8 @@ the generator's sac, cord and epidural tumour at the slice centre.
 ``spinemet train --config configs/train_canal.yaml`` runs :func:`train`: it renders the
 examples (cached as ``.npz`` per seed, so a rerun or a resume skips them), trains a 2-D
 MONAI UNet with Dice + cross-entropy, validates on separate seeds and writes
-``model.safetensors`` and ``card.yaml`` with the measured Dice.
+``model.safetensors`` and ``card.yaml`` with the measured Dice. A ``checkpoint.pt`` written
+at each validation lets an interrupted run resume where it stopped.
 """
 
 from __future__ import annotations
@@ -197,9 +198,21 @@ def train(cfg: CanalTrainConfig, log: Callable[[str], None] = print) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     xt, yt = torch.from_numpy(x_tr[:, None]), torch.from_numpy(y_tr.astype(np.int64))
     history: list[dict[str, Any]] = []
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    start = 0
+    if ckpt.exists():  # resume: tensors and plain containers only (weights_only)
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        start, history = int(state["step"]), list(state["history"])
+        log(f"resumed from {ckpt} at step {start}")
     t0 = time.perf_counter()
-    step = 0
-    for step in range(1, cfg.steps + 1):
+    step = start
+    for step in range(start + 1, cfg.steps + 1):
         net.train()
         idx = torch.randint(0, len(xt), (cfg.batch_size,), generator=gen)
         xb, yb = _augment(xt[idx], yt[idx], gen)
@@ -210,18 +223,21 @@ def train(cfg: CanalTrainConfig, log: Callable[[str], None] = print) -> Path:
         sched.step()
         if step % 50 == 0:
             log(
-                f"step {step}/{cfg.steps} loss {float(loss):.4f} ({time.perf_counter() - t0:.0f} s)"
+                f"step {step}/{cfg.steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f} s)"
             )
         over = cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s
         if step % cfg.val_every == 0 or step == cfg.steps or over:
             d = validate(net, x_va, y_va)
             history.append({"step": step, "dice": d})
             log(f"validation at step {step}: {json.dumps(d)}")
+            torch.save(
+                {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                 "gen": gen.get_state(), "step": step, "history": history},
+                ckpt,
+            )  # fmt: skip
         if over:
             log(f"time budget {cfg.time_budget_s:g} s reached at step {step}")
             break
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
     save_file(

@@ -180,10 +180,16 @@ def test_canal_training_recipe_writes_a_loadable_model(tmp_path):
     x, y = make_examples(9100000, cfg)
     assert x.shape[1:] == (48, 48) and x.dtype == np.float32 and len(x) == len(y) > 5
     assert set(np.unique(y).tolist()) >= {0, 1, 2}  # sac and cord on every crop set
-    out = train(cfg, log=lambda m: None)
+    cfg.time_budget_s = 0.0  # "interrupted" after its first step: checkpoint at step 1
+    train(cfg, log=lambda m: None)
+    cfg.time_budget_s = None
+    logs: list[str] = []
+    out = train(cfg, log=logs.append)
+    assert any("resumed" in m and "step 1" in m for m in logs)
     card = yaml.safe_load((out / "card.yaml").read_text())
     assert card["crop"]["size_px"] == 48 and card["sha256"]
     assert set(card["metrics"]["validation"]["dice"]) == {"sac", "cord", "epidural"}
+    assert card["training"]["steps"] == 3
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
     ref = CanalRefiner(out, torch.device("cpu"))
     assert ref.card.crop_px == 48
