@@ -83,3 +83,61 @@ def test_on_the_real_ct_sac_and_cord_stay_in_the_spinal_canal() -> None:
     assert len(canal) > 500
     centre = cord_ref[:, :2].mean(0)  # the canal runs nearly straight over 40 mm
     assert np.linalg.norm(canal[:, :2] - centre, axis=1).max() < 15.0
+
+
+def _canal_folder():
+    main = models_dir() / DEFAULT_MODEL
+    spec = yaml.safe_load((main / "card.yaml").read_text())["inference"].get("canal_refine")
+    return models_dir() / spec["model"] if spec else None
+
+
+@pytest.mark.skipif(_canal_folder() is None, reason="the main card names no canal model")
+def test_canal_model_card_and_weights() -> None:
+    folder = _canal_folder()
+    card = yaml.safe_load((folder / "card.yaml").read_text())
+    for key in ("architecture", "classes", "crop", "training", "metrics", "sha256"):
+        assert key in card, key
+    assert card["sha256"] == file_sha256(folder / card["weights"])
+    assert (folder / card["weights"]).stat().st_size < 25 * 1024**2
+    assert card["name"] == folder.name
+
+
+@pytest.mark.skipif(_canal_folder() is None, reason="the main card names no canal model")
+def test_shipped_canal_model_refines_a_synthetic_axial_t2() -> None:
+    """Built-in segmentation of an axial T2 stack, then the canal refinement its card names."""
+    from pipeline import labels as L
+    from pipeline.io import Volume
+    from pipeline.synth.acquisition import acquire, mr_axial
+    from pipeline.synth.generator import StudyOptions, random_world
+
+    rng = np.random.default_rng(9199999)  # outside every training and cohort range
+    world, plan = random_world(rng, StudyOptions(grade="2", region="thoracic"))
+    series = mr_axial(world, rng, plan.epidural_level or plan.index_level)
+    img, lab = acquire(world, series, rng)
+    vol = Volume(img, np.asarray(series.affine), "MR")
+    seg = get_segmenter("builtin", device="cpu")
+    coarse = seg.segment(vol)
+    fine = seg.refine_canal(vol, coarse)  # type: ignore[attr-defined]
+    assert fine.meta["canal_refine"].startswith(_canal_folder().name)
+    assert "canal_refine_s" in fine.meta["timings"]
+    assert (fine.vertebrae.array == coarse.vertebrae.array).all()
+    truth = np.asarray(lab["structures"])
+    # Loose floors (a smoke test; eval_escc.py measures the grading): the refined cord
+    # overlaps the true cord, and no non-canal label was changed.
+    cord_t, cord_p = truth == L.CORD, fine.structures.array == L.CORD
+    assert 2 * (cord_t & cord_p).sum() / (cord_t.sum() + cord_p.sum()) > 0.6
+    other = ~np.isin(coarse.structures.array, (0, L.SAC, L.CORD, L.EPIDURAL))
+    assert (fine.structures.array[other] == coarse.structures.array[other]).all()
+
+
+def test_a_card_without_canal_model_leaves_the_segmentation_alone() -> None:
+    from pipeline.io import Volume
+    from pipeline.segment.builtin import BuiltinSegmenter
+    from pipeline.segment.types import SpineSegmentation
+
+    seg = BuiltinSegmenter.cached("spinemet-unet-2mm-slab", "cpu")
+    assert not seg.card.raw.get("inference", {}).get("canal_refine")
+    vol = Volume(np.zeros((8, 8, 4), np.float32), np.diag([0.7, 0.7, 4.0, 1.0]), "MR")
+    z = vol.with_array(np.zeros((8, 8, 4), np.int16))
+    out = seg.refine_canal(vol, SpineSegmentation(z, z, z, meta={"backend": "builtin"}))
+    assert out.structures is z and "names no canal model" in out.meta["canal_refine"]
