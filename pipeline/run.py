@@ -98,6 +98,17 @@ def _refine_canal(
     return get_segmenter(segmenter, device=device, **seg_kw).refine_canal(vol, seg)  # type: ignore[attr-defined]
 
 
+def _say_canal_refined(features: ImagingFeatures, seg: Any) -> None:
+    """Add the canal refinement to the reasons of the Bilsky grade when it was applied."""
+    info = (getattr(seg, "meta", None) or {}).get("canal_refine")
+    if (
+        isinstance(info, dict)
+        and info.get("applied")
+        and features.escc.provenance != "not_assessable"
+    ):
+        features.escc.why = f"{features.escc.why}; {info['note']} ({info['model']})"
+
+
 def _study_info(
     role: str, vol: Volume, loaded: Any, seg_meta: dict[str, Any], path: Path
 ) -> dict[str, Any]:
@@ -230,6 +241,7 @@ def run_study(
         f = extract_features(
             vol, seg.vertebrae, seg.structures, seg.parts, escc_source=role, config=cfg
         )
+        _say_canal_refined(f, seg)
         if escc_role is not None and segmenter == "builtin":
             from pipeline.segment import get_segmenter
 
@@ -246,6 +258,7 @@ def run_study(
             )
             if fa.escc.provenance != "not_assessable":
                 f.escc = fa.escc
+                _say_canal_refined(f, aseg)
         return f
 
     features = stage("features", 3, do_features)

@@ -208,27 +208,35 @@ class BuiltinSegmenter:
 
         Uses the canal model the card names in ``inference.canal_refine``
         (:mod:`pipeline.segment.canal`); without one, or when it is not installed, ``seg``
-        comes back unchanged and ``meta["canal_refine"]`` says why. Only the sac, cord and
+        comes back unchanged. ``meta["canal_refine"]`` records ``applied``, the ``model``,
+        the number of ``slices`` refined and a ``note``. Only the sac, cord and
         epidural-tumour labels change.
         """
         spec = self.card.raw.get("inference", {}).get("canal_refine")
         meta = dict(seg.meta)
         if not spec:
-            meta["canal_refine"] = f"{self.card.name} names no canal model"
+            meta["canal_refine"] = _not_refined(f"{self.card.name} names no canal model")
             return dataclasses.replace(seg, meta=meta)
         if volume.modality not in spec.get("modalities", ("MR",)):
-            meta["canal_refine"] = f"canal model not used for {volume.modality}"
+            meta["canal_refine"] = _not_refined(f"canal model not used for {volume.modality}")
             return dataclasses.replace(seg, meta=meta)
         folder = self.card.folder.parent / str(spec["model"])
         if not (folder / "card.yaml").exists():
-            meta["canal_refine"] = f"canal model {spec['model']} is not installed"
+            meta["canal_refine"] = _not_refined(f"canal model {spec['model']} is not installed")
             return dataclasses.replace(seg, meta=meta)
         from pipeline.segment.canal import CanalRefiner
 
         t = time.perf_counter()
         refiner = CanalRefiner.cached(folder, self.device)
         st, n = refiner.refine(volume.array, volume.affine, seg.structures.array)
-        meta["canal_refine"] = f"{refiner.card.name}: {n} slices"
+        meta["canal_refine"] = {
+            "applied": n > 0,
+            "model": refiner.card.name,
+            "slices": n,
+            "note": f"canal re-segmented at {refiner.card.pixel_mm:g} mm on {n} slices"
+            if n
+            else "no canal found on any slice: nothing to refine",
+        }
         meta["timings"] = {
             **dict(meta.get("timings", {})),
             "canal_refine_s": round(time.perf_counter() - t, 3),
@@ -270,6 +278,10 @@ class BuiltinSegmenter:
         """The card's own ``status`` (e.g. an under-trained model), shown in every report."""
         status = self.card.raw.get("status")
         return [f"model {self.card.name}: {' '.join(str(status).split())}"] if status else []
+
+
+def _not_refined(note: str) -> dict[str, Any]:
+    return {"applied": False, "model": None, "slices": 0, "note": note}
 
 
 def _source_box(

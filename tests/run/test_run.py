@@ -187,3 +187,25 @@ def test_real_ct_dicom_with_totalsegmentator_labels(tmp_path):
     )
     assert res.report["levels"] == ["T11", "T12"]
     validate_report(res.report)
+
+
+def test_mr_study_graded_on_the_refined_axial_t2(tmp_path):
+    """A synthetic MR study (sagittal + axial T2 DICOM) through the built-in model: Bilsky
+    is graded on the axial T2 after the canal refinement the model card names."""
+    pytest.importorskip("pipeline.synth.study")
+    from pipeline.synth.generator import StudyOptions
+    from pipeline.synth.study import generate_study
+
+    d = tmp_path / "s9199998"  # a seed outside every training and cohort range
+    generate_study(9199998, d, StudyOptions(grade="1c", region="thoracic"), modality="MR")
+    truth = json.loads((d / "truth.json").read_text())
+    res = run_study(d / "dicom", tmp_path / "out", progress=None, write_images=False)
+    esc = res.report["escc"]
+    info = json.loads((res.out_dir / "run.json").read_text())["segmenter"]["escc_series"]
+    assert info["role"] == "mr_axial_t2"
+    assert info["canal_refine"]["applied"] and info["canal_refine"]["slices"] > 5
+    assert esc["provenance"] == "measured" and "canal re-segmented" in esc["why"]
+    # 1c (cord abutted, not compressed) is the grade the 2 mm model alone most often
+    # over-called as 2 (8 of 10 such studies in cohort M).
+    assert truth["escc"]["worst_grade"] == "1c"
+    assert esc["worst_grade"] == "1c"

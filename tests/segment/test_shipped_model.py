@@ -118,7 +118,8 @@ def test_shipped_canal_model_refines_a_synthetic_axial_t2() -> None:
     seg = get_segmenter("builtin", device="cpu")
     coarse = seg.segment(vol)
     fine = seg.refine_canal(vol, coarse)  # type: ignore[attr-defined]
-    assert fine.meta["canal_refine"].startswith(_canal_folder().name)
+    info = fine.meta["canal_refine"]
+    assert info["applied"] and info["model"] == _canal_folder().name and info["slices"] > 5
     assert "canal_refine_s" in fine.meta["timings"]
     assert (fine.vertebrae.array == coarse.vertebrae.array).all()
     truth = np.asarray(lab["structures"])
@@ -140,4 +141,5 @@ def test_a_card_without_canal_model_leaves_the_segmentation_alone() -> None:
     vol = Volume(np.zeros((8, 8, 4), np.float32), np.diag([0.7, 0.7, 4.0, 1.0]), "MR")
     z = vol.with_array(np.zeros((8, 8, 4), np.int16))
     out = seg.refine_canal(vol, SpineSegmentation(z, z, z, meta={"backend": "builtin"}))
-    assert out.structures is z and "names no canal model" in out.meta["canal_refine"]
+    assert out.structures is z and not out.meta["canal_refine"]["applied"]
+    assert "names no canal model" in out.meta["canal_refine"]["note"]
