@@ -237,6 +237,10 @@ def run_study(
         )
     messages += [str(w) for w in seg_meta.get("warnings", [])]
 
+    # The series (and its structures) the Bilsky grade was read on, when not the primary:
+    # the report's axial picture is drawn from it.
+    escc_view: dict[str, Any] = {}
+
     def do_features() -> ImagingFeatures:
         f = extract_features(
             vol, seg.vertebrae, seg.structures, seg.parts, escc_source=role, config=cfg
@@ -259,6 +263,7 @@ def run_study(
             if fa.escc.provenance != "not_assessable":
                 f.escc = fa.escc
                 _say_canal_refined(f, aseg)
+                escc_view["image"], escc_view["structures"] = ax, aseg.structures.array
         return f
 
     features = stage("features", 3, do_features)
@@ -298,7 +303,9 @@ def run_study(
             lab = getattr(seg, name)
             write_nifti(lab, out_dir / f"{name}.nii.gz", dtype=np.uint8)  # codes < 256
             files.append(f"{name}.nii.gz")
-        files += _write_report_files(out_dir, report, vol, seg, features, write_images)
+        files += _write_report_files(
+            out_dir, report, vol, seg, features, write_images, escc_view or None
+        )
         return files
 
     files = stage("write", 5, do_write)
@@ -330,7 +337,9 @@ def _write_report_files(
     seg: Any,
     features: ImagingFeatures | None,
     images: bool,
+    escc_view: dict[str, Any] | None = None,
 ) -> list[str]:
+    """report.json and report.html; the axial picture from ``escc_view`` when given."""
     from pipeline.report import axial_png, render_html, sagittal_png
 
     (out_dir / "report.json").write_bytes(_report_bytes(report))
@@ -350,7 +359,12 @@ def _write_report_files(
             features.escc.worst_level,
         )
         if features.escc.worst_plane:
-            ax = axial_png(vol, seg.structures.array, features.escc.worst_plane)
+            ax_img, ax_st = (
+                (escc_view["image"], escc_view["structures"])
+                if escc_view
+                else (vol, seg.structures.array)
+            )
+            ax = axial_png(ax_img, ax_st, features.escc.worst_plane)
     (out_dir / "report.html").write_text(render_html(report, sag, ax), encoding="utf-8")
     return ["report.json", "report.html"]
 

@@ -189,17 +189,29 @@ def test_real_ct_dicom_with_totalsegmentator_labels(tmp_path):
     validate_report(res.report)
 
 
-def test_mr_study_graded_on_the_refined_axial_t2(tmp_path):
+def test_mr_study_graded_on_the_refined_axial_t2(tmp_path, monkeypatch):
     """A synthetic MR study (sagittal + axial T2 DICOM) through the built-in model: Bilsky
-    is graded on the axial T2 after the canal refinement the model card names."""
+    is graded on the axial T2 after the canal refinement the model card names, and the
+    report's axial picture is drawn from that series."""
     pytest.importorskip("pipeline.synth.study")
+    import pipeline.report as R
     from pipeline.synth.generator import StudyOptions
     from pipeline.synth.study import generate_study
 
     d = tmp_path / "s9199998"  # a seed outside every training and cohort range
     generate_study(9199998, d, StudyOptions(grade="1c", region="thoracic"), modality="MR")
     truth = json.loads((d / "truth.json").read_text())
-    res = run_study(d / "dicom", tmp_path / "out", progress=None, write_images=False)
+    drawn: list[tuple[int, ...]] = []
+    real_axial_png = R.axial_png
+
+    def spy(image, structures, plane, **kw):
+        drawn.append(image.shape)
+        return real_axial_png(image, structures, plane, **kw)
+
+    monkeypatch.setattr(R, "axial_png", spy)
+    res = run_study(d / "dicom", tmp_path / "out", progress=None)
+    # the axial T2 stack (256 x 256 x ~30), not the sagittal slab (320 x 320 x ~19)
+    assert len(drawn) == 1 and drawn[0][:2] == (256, 256)
     esc = res.report["escc"]
     info = json.loads((res.out_dir / "run.json").read_text())["segmenter"]["escc_series"]
     assert info["role"] == "mr_axial_t2"
