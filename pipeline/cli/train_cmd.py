@@ -46,29 +46,24 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.paths import load_yaml
     from pipeline.train.config import load_train_config
 
+    overrides = {
+        "steps": args.steps,
+        "num_threads": args.threads,
+        "time_budget_s": args.time_budget,
+        "train_seeds": args.train_seeds,
+    }
     raw = load_yaml(args.config) or {}
     if isinstance(raw, dict) and raw.get("task") == "canal_refine":
         from pipeline.train.canal import load_canal_config
         from pipeline.train.canal import train as train_canal
 
-        ccfg = load_canal_config(
-            args.config,
-            steps=args.steps,
-            num_threads=args.threads,
-            time_budget_s=args.time_budget,
-            train_seeds=args.train_seeds,
+        out = train_canal(
+            load_canal_config(args.config, **overrides), log=lambda m: print(m, flush=True)
         )
-        out = train_canal(ccfg, log=lambda m: print(m, flush=True))
         print(f"model written to {out}", file=sys.stderr)
         return 0
 
-    cfg = load_train_config(
-        args.config,
-        steps=args.steps,
-        num_threads=args.threads,
-        time_budget_s=args.time_budget,
-        train_seeds=args.train_seeds,
-    )
+    cfg = load_train_config(args.config, **overrides)
 
     def log(msg: str) -> None:
         print(msg, flush=True)

@@ -32,7 +32,6 @@ from scipy import ndimage
 
 from pipeline import labels as L
 from pipeline.errors import ConfigError
-from pipeline.paths import load_yaml, models_dir
 
 #: Output classes of the canal network, in channel order.
 CANAL_CLASSES: tuple[str, ...] = ("background", "sac", "cord", "epidural")
@@ -57,13 +56,9 @@ class CanalCard:
     @classmethod
     def load(cls, name_or_path: str | Path) -> CanalCard:
         """Load ``models/<name>/card.yaml`` (or a folder)."""
-        p = Path(name_or_path)
-        if not p.exists() and not p.is_absolute():
-            p = models_dir() / str(name_or_path)
-        card_path = p / "card.yaml" if p.is_dir() else p
-        if not card_path.exists():
-            raise ConfigError("MODEL_NOT_FOUND", f"no canal model card at {card_path}")
-        raw = load_yaml(card_path)
+        from pipeline.segment.model import read_card
+
+        card_path, raw = read_card(name_or_path, "canal model")
         try:
             if tuple(raw["classes"]) != CANAL_CLASSES:
                 raise ValueError(f"classes must be {list(CANAL_CLASSES)}")

@@ -115,13 +115,7 @@ class ModelCard:
     @classmethod
     def load(cls, name_or_path: str | Path | None = None) -> ModelCard:
         """Load ``models/<name>/card.yaml`` (or a folder / card path)."""
-        p = Path(name_or_path) if name_or_path else models_dir() / DEFAULT_MODEL
-        if not p.exists() and name_or_path is not None and not Path(name_or_path).is_absolute():
-            p = models_dir() / str(name_or_path)
-        card_path = p / "card.yaml" if p.is_dir() else p
-        if not card_path.exists():
-            raise ConfigError("MODEL_NOT_FOUND", f"no model card at {card_path}")
-        raw = load_yaml(card_path)
+        card_path, raw = read_card(name_or_path or models_dir() / DEFAULT_MODEL)
         try:
             return cls(
                 name=str(raw["name"]),
@@ -144,6 +138,23 @@ class ModelCard:
             raise ConfigError(
                 "MODEL_CARD_INVALID", f"{card_path} lacks or mis-states {exc}"
             ) from exc
+
+
+def read_card(name_or_path: str | Path, what: str = "model") -> tuple[Path, dict[str, Any]]:
+    """Path and parsed YAML of a model card: a folder in ``models/``, a folder or a card file.
+
+    Raises ``ConfigError("MODEL_NOT_FOUND")`` naming the path looked at.
+    """
+    p = Path(name_or_path)
+    if not p.exists() and not p.is_absolute():
+        p = models_dir() / str(name_or_path)
+    card_path = p / "card.yaml" if p.is_dir() else p
+    if not card_path.exists():
+        raise ConfigError("MODEL_NOT_FOUND", f"no {what} card at {card_path}")
+    raw = load_yaml(card_path)
+    if not isinstance(raw, dict):
+        raise ConfigError("MODEL_CARD_INVALID", f"{card_path} does not hold a mapping")
+    return card_path, raw
 
 
 def build_network(arch: dict[str, Any]) -> torch.nn.Module:
