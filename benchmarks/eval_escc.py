@@ -8,7 +8,8 @@ applies: ``get_segmenter("builtin")``) and caches the label maps (``--cache``); 
 grades (``extract_features``, the ``escc`` block of ``configs/features.yaml`` with
 ``--set`` overrides) both the cached segmentation and the true axial labels, and reports
 worst-grade exact agreement, linearly weighted kappa and the confusions against
-``truth.json``. A change to the grading tolerances is measured in a minute.
+``truth.json``, and the Dice of the graded sac / cord / epidural labels against the true
+axial labels (pooled over the cohort's voxels). A change to the grading tolerances is measured in a minute.
 
     python benchmarks/eval_escc.py --cohort /tmp/cohortM --cache /tmp/escc-M
     python benchmarks/eval_escc.py --cohort /tmp/cohortM --cache /tmp/escc-M \\
@@ -46,19 +47,26 @@ def cache_study(study: Path, out: Path, threads: int) -> None:
 
 
 def grade(
-    study: Path, maps: dict[str, np.ndarray], cfg: dict[str, Any], refiner: Any = None
+    study: Path,
+    maps: dict[str, np.ndarray],
+    cfg: dict[str, Any],
+    refiner: Any = None,
+    maps_used: dict[str, np.ndarray] | None = None,
 ) -> tuple[str, Any]:
     """Worst Bilsky grade (``"0"`` when none) and the ESCC result, graded on axial T2.
 
     ``refiner`` (a :class:`pipeline.segment.canal.CanalRefiner`) re-segments the canal of
-    ``maps`` first, as ``spinemet run`` does with the card's canal model.
+    ``maps`` first, as ``spinemet run`` does with the card's canal model; the maps graded
+    are put in ``maps_used`` when given.
     """
+    maps_used = {} if maps_used is None else maps_used
     from pipeline.features import extract_features
     from pipeline.io.nifti import read_nifti
 
     vol = read_nifti(study / "nifti" / "t2_ax.nii.gz", "MR")
     if refiner is not None:
         maps = {**maps, "structures": refiner.refine(vol.array, vol.affine, maps["structures"])[0]}
+    maps_used.update(maps)
     f = extract_features(
         vol, maps["vertebrae"], maps["structures"], maps["parts"],
         escc_source="mr_axial_t2", config=cfg,
@@ -72,6 +80,18 @@ def truth_maps(study: Path) -> dict[str, np.ndarray]:
 
     d = study / "labels" / "t2_ax"
     return {k: read_nifti(d / f"{k}.nii.gz").array for k in ("vertebrae", "structures", "parts")}
+
+
+CANAL = {"sac": 1, "cord": 2, "epidural": 3}  # pipeline.labels codes
+
+
+def overlap(pred: np.ndarray, truth: np.ndarray, acc: dict[str, list[int]]) -> None:
+    """Add one study's intersections and sizes of the canal labels to ``acc``."""
+    for name, code in CANAL.items():
+        p, t = pred == code, truth == code
+        a = acc.setdefault(name, [0, 0])
+        a[0] += int((p & t).sum())
+        a[1] += int(p.sum() + t.sum())
 
 
 def _value(s: str) -> Any:
@@ -129,6 +149,7 @@ def main() -> int:
         if (d / "truth.json").exists() and (d / "nifti" / "t2_ax.nii.gz").exists()
     )
     t_all: list[str] = []
+    acc: dict[str, list[int]] = {}
     p_model: list[str] = []
     p_truth: list[str] = []
     for d in studies:
@@ -136,7 +157,10 @@ def main() -> int:
         if not f.exists():
             cache_study(d, f, a.threads)
         truth = json.loads((d / "truth.json").read_text())["escc"]["worst_grade"] or "0"
-        g, e = grade(d, dict(np.load(f)), cfg, refiner)
+        used: dict[str, np.ndarray] = {}
+        g, e = grade(d, dict(np.load(f)), cfg, refiner, used)
+        if not a.no_truth:
+            overlap(used["structures"], truth_maps(d)["structures"], acc)
         t_all.append(truth)
         p_model.append(g)
         if not a.no_truth:
@@ -152,6 +176,8 @@ def main() -> int:
     }
     if p_truth:
         res["true_labels"] = summary(t_all, p_truth)
+        # Dice of the graded canal labels against the true axial labels, pooled over studies
+        res["dice_pooled"] = {k: round(2 * i / n, 4) if n else None for k, (i, n) in acc.items()}
     print(json.dumps(res))
     return 0
 
