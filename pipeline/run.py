@@ -98,6 +98,23 @@ def _refine_canal(
     return get_segmenter(segmenter, device=device, **seg_kw).refine_canal(vol, seg)  # type: ignore[attr-defined]
 
 
+def _in_primary_numbering(graded: ImagingFeatures, primary: ImagingFeatures) -> Any:
+    """The Bilsky result of another series with its levels named as on the primary one."""
+    from pipeline.features.crossseries import match_levels, relabel_escc
+
+    mapping = match_levels(
+        [(v.level, v.body_centre_lps) for v in graded.vertebrae],
+        [(v.level, v.body_centre_lps) for v in primary.vertebrae],
+    )
+    escc = relabel_escc(graded.escc, mapping)
+    worst = graded.escc.worst_level
+    if worst is not None and worst not in mapping:
+        escc.why += f"; {worst} has no counterpart on the primary series: named as numbered on the graded one"
+    elif mapping:
+        escc.why += "; levels named as on the primary series (vertebrae matched by position)"
+    return escc
+
+
 def _say_canal_refined(features: ImagingFeatures, seg: Any) -> None:
     """Add the canal refinement to the reasons of the Bilsky grade when it was applied."""
     info = (getattr(seg, "meta", None) or {}).get("canal_refine")
@@ -261,7 +278,7 @@ def run_study(
                 ax, aseg.vertebrae, aseg.structures, aseg.parts, escc_source=escc_role, config=cfg
             )
             if fa.escc.provenance != "not_assessable":
-                f.escc = fa.escc
+                f.escc = _in_primary_numbering(fa, f)
                 _say_canal_refined(f, aseg)
                 escc_view["image"], escc_view["structures"] = ax, aseg.structures.array
         return f
