@@ -1,24 +1,19 @@
-"""One level numbering for a study read on two series.
+"""Matching the vertebrae of two series of one study by position.
 
-An MR study is numbered on its sagittal series (which sees the sacrum or C2 more often)
-and graded for Bilsky on its axial T2, whose few vertebrae the model numbers on their
-own. Both series share the study's frame of reference, so each axial vertebra is the
-sagittal vertebra whose body centre (LPS) is nearest to its own: the Bilsky levels are
-renamed to the sagittal numbering, so that "1c at T7" means the T7 of the rest of the
-report.
+An MR study is numbered on its sagittal series and graded for Bilsky on its axial T2,
+whose few vertebrae the model numbers on their own. Both series share the study's frame
+of reference, so a vertebra of one is the vertebra of the other whose body centre (LPS) is
+nearest; ``spinemet run`` uses this to say when the two numberings disagree.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.features.types import EsccResult
-
-#: An axial vertebra takes a sagittal name only when their body centres are this close
-#: (mm): the VerSe identification radius.
+#: Two vertebrae match only when their body centres are this close (mm): the VerSe
+#: identification radius.
 MATCH_MM = 20.0
 
 
@@ -51,28 +46,3 @@ def match_levels(
         if d[i, j] <= max_mm and int(np.argmin(d[:, j])) == i:
             out[name] = r[j][0]
     return out
-
-
-def relabel_escc(result: EsccResult, mapping: dict[str, str]) -> EsccResult:
-    """``result`` with its level names replaced through ``mapping`` (others unchanged).
-
-    Two source levels mapped onto one name keep the worse grade.
-    """
-    from pipeline.features.escc import grade_index
-
-    def name(lv: str | None) -> str | None:
-        return None if lv is None else mapping.get(lv, lv)
-
-    per: dict[str, str] = {}
-    for lv, g in result.per_level.items():
-        n = str(name(lv))
-        if n not in per or grade_index(g) > grade_index(per[n]):
-            per[n] = g
-    ws = result.worst_slice
-    return dataclasses.replace(
-        result,
-        per_level=per,
-        worst_level=name(result.worst_level),
-        worst_slice=None if ws is None else dataclasses.replace(ws, level=str(name(ws.level))),
-        slices=[dataclasses.replace(m, level=str(name(m.level))) for m in result.slices],
-    )

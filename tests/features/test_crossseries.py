@@ -1,14 +1,8 @@
-"""Bilsky levels of the axial series renamed to the sagittal numbering by position."""
+"""Vertebrae of two series of one study matched by body-centre position."""
 
 from __future__ import annotations
 
-from pipeline.features.crossseries import match_levels, relabel_escc
-from pipeline.features.types import EsccResult, SliceMeasurement
-
-
-def _slice(level: str, grade: str) -> SliceMeasurement:
-    return SliceMeasurement(level, 0.0, grade, 20.0, 150.0, 0.8, 0.9, 1.0, True, 40.0, 1.0,
-                            0.8, grade in ("1c", "2", "3"), grade in ("2", "3"), 0.7)  # fmt: skip
+from pipeline.features.crossseries import match_levels
 
 
 def test_match_levels_by_nearest_body_centre():
@@ -30,16 +24,34 @@ def test_match_is_mutual_nearest_only():
     assert match_levels(axial, [("T7", (0.0, 0.0, 98.0))]) == {"T8": "T7"}
 
 
-def test_relabel_escc_renames_every_level_and_keeps_the_worse_grade():
-    ws = _slice("T9", "1c")
-    r = EsccResult(
-        per_level={"T8": "0", "T9": "1c", "T10": "1a"}, worst_level="T9", worst_grade="1c",
-        provenance="measured", why="graded on axial T2 MR", worst_slice=ws,
-        slices=[_slice("T9", "1b"), ws, _slice("T10", "1a")],
-    )  # fmt: skip
-    out = relabel_escc(r, {"T8": "T7", "T9": "T8", "T10": "T8"})
-    assert out.per_level == {"T7": "0", "T8": "1c"}
-    assert out.worst_level == "T8" and out.worst_slice.level == "T8"
-    assert [m.level for m in out.slices] == ["T8", "T8", "T8"]
-    assert r.worst_level == "T9"  # the input is not changed
-    assert relabel_escc(r, {}).per_level == r.per_level
+def _features(names_centres, worst):
+    from pipeline.features.types import EsccResult, Finding, ImagingFeatures, VertebraFeatures
+
+    vs = [
+        VertebraFeatures(
+            label=0,
+            level=n,
+            involved=False,
+            location=Finding("semirigid"),
+            lesion=Finding(None),
+            collapse=Finding("none"),
+            alignment=Finding("normal"),
+            posterolateral=Finding("none"),
+            body_centre_lps=c,
+        )  # fmt: skip
+        for n, c in names_centres
+    ]
+    per = {n: ("1c" if n == worst else "0") for n, _ in names_centres}
+    return ImagingFeatures("MR", vs, EsccResult(per, worst, "1c", "measured", "axial"), [], [])
+
+
+def test_run_says_when_the_two_numberings_disagree_on_the_worst_level():
+    from pipeline.run import _numbering_check
+
+    axial = _features([("T8", (0.0, 10.0, 100.0)), ("T9", (0.0, 11.0, 72.0))], worst="T9")
+    same = _features([("T8", (0.0, 10.0, 101.0)), ("T9", (0.0, 11.0, 73.0))], worst=None)
+    shifted = _features([("T7", (0.0, 10.0, 101.0)), ("T8", (0.0, 11.0, 73.0))], worst=None)
+    assert _numbering_check(axial, same) is None
+    msg = _numbering_check(axial, shifted)
+    assert msg is not None and "numbered T9" in msg and "T8 on the MR series" in msg
+    assert "uncertain" in msg
