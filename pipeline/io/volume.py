@@ -141,3 +141,25 @@ def index_to_lps(ijk: npt.ArrayLike, affine: npt.ArrayLike) -> npt.NDArray[np.fl
     """Map voxel indices, shape (..., 3), to LPS millimetres through a 4x4 ``affine``."""
     aff = np.asarray(affine, dtype=np.float64)
     return np.asarray(ijk, dtype=np.float64) @ aff[:3, :3].T + aff[:3, 3]
+
+
+def sample_at_points(
+    arr: npt.ArrayLike, affine: npt.ArrayLike, pts: npt.ArrayLike, order: int, cval: float = 0.0
+) -> npt.NDArray[Any]:
+    """Values of a volume at LPS points, shape (..., 3), through its 4x4 ``affine``.
+
+    ``order`` 0 is nearest neighbour, 1 linear; points outside the grid read ``cval``.
+    Coordinates within 1e-6 of a whole voxel index are snapped to it: points in a slice's
+    own plane land on that slice index only up to rounding, and a first slice at -1e-15
+    would otherwise read as outside.
+    """
+    from scipy import ndimage
+
+    aff = np.asarray(affine, dtype=np.float64)
+    ijk = (np.asarray(pts, dtype=np.float64) - aff[:3, 3]) @ np.linalg.inv(aff[:3, :3]).T
+    near = np.rint(ijk)
+    ijk = np.where(np.abs(ijk - near) < 1e-6, near, ijk)
+    return ndimage.map_coordinates(
+        np.asarray(arr), [ijk[..., 0], ijk[..., 1], ijk[..., 2]], order=order, mode="constant",
+        cval=cval,
+    )  # fmt: skip

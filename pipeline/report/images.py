@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from pipeline import labels as L
-from pipeline.io.volume import Volume
+from pipeline.io.volume import Volume, sample_at_points
 
 FArr = npt.NDArray[np.float64]
 
@@ -35,20 +35,6 @@ def _window(img: FArr, modality: str) -> npt.NDArray[np.uint8]:
         lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0)
         hi = max(hi, lo + 1e-3)
     return (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-
-
-def _sample(
-    vol_arr: npt.NDArray[Any], affine: FArr, pts: FArr, order: int, cval: float
-) -> npt.NDArray[Any]:
-    inv = np.linalg.inv(affine[:3, :3])
-    ijk = (pts - affine[:3, 3]) @ inv.T
-    return ndimage.map_coordinates(
-        np.asarray(vol_arr),
-        [ijk[..., 0], ijk[..., 1], ijk[..., 2]],
-        order=order,
-        mode="constant",
-        cval=cval,
-    )
 
 
 def _png(rgb: npt.NDArray[np.uint8]) -> bytes:
@@ -101,11 +87,12 @@ def sagittal_png(
     world[..., 1] = grid[..., 1]
     world[..., 2] = grid[..., 0]
     gray = _window(
-        _sample(image.array, image.affine, world, 1, float(np.min(image.array))), image.modality
+        sample_at_points(image.array, image.affine, world, 1, float(np.min(image.array))),
+        image.modality,
     )
     rgb = np.repeat(gray[..., None], 3, -1).astype(np.float32)
-    lab_v = _sample(vert, image.affine, world, 0, 0)
-    lab_s = _sample(structures, image.affine, world, 0, 0)
+    lab_v = sample_at_points(vert, image.affine, world, 0, 0)
+    lab_s = sample_at_points(structures, image.affine, world, 0, 0)
     for n in np.unique(lab_v):
         if n == 0:
             continue
@@ -156,10 +143,11 @@ def axial_png(
     rows, cols = np.meshgrid(-g, g, indexing="ij")
     world = o + cols[..., None] * u + rows[..., None] * v
     gray = _window(
-        _sample(image.array, image.affine, world, 1, float(np.min(image.array))), image.modality
+        sample_at_points(image.array, image.affine, world, 1, float(np.min(image.array))),
+        image.modality,
     )
     rgb = np.repeat(gray[..., None], 3, -1)
-    lab = _sample(structures, image.affine, world, 0, 0)
+    lab = sample_at_points(structures, image.affine, world, 0, 0)
     sac_full = (lab == L.SAC) | (lab == L.CORD)
     for code, col in CONTOUR_RGB.items():
         m = sac_full if code == L.SAC else lab == code

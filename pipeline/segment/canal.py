@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from pipeline import labels as L
 from pipeline.errors import ConfigError
+from pipeline.io.volume import sample_at_points
 
 #: Output classes of the canal network, in channel order.
 CANAL_CLASSES: tuple[str, ...] = ("background", "sac", "cord", "epidural")
@@ -119,18 +120,6 @@ def crop_points(centre: FArr, e_l: FArr, e_p: FArr, size_px: int, pixel_mm: floa
     """LPS points (size, size, 3) of a square crop centred on ``centre``; axis 0 along L."""
     g = (np.arange(size_px) - (size_px - 1) / 2.0) * pixel_mm
     return np.asarray(centre)[None, None] + g[:, None, None] * e_l + g[None, :, None] * e_p
-
-
-def sample_at(arr: npt.NDArray[Any], affine: FArr, pts: FArr, order: int) -> npt.NDArray[Any]:
-    """Values of ``arr`` at LPS points (``order`` 0 nearest, 1 linear; 0 outside)."""
-    ijk = (pts - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
-    # In-plane points sit on a whole slice index up to rounding; a first slice at -1e-15
-    # would read as outside.
-    near = np.rint(ijk)
-    ijk = np.where(np.abs(ijk - near) < 1e-6, near, ijk)
-    return ndimage.map_coordinates(
-        arr, [ijk[..., 0], ijk[..., 1], ijk[..., 2]], order=order, mode="constant", cval=0
-    )
 
 
 def normalise_crop(img: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
@@ -237,7 +226,7 @@ class CanalRefiner:
         ks = sorted(centres)
         lps_c = {k: affine[:3, :3] @ centres[k] + affine[:3, 3] for k in ks}
         crops = np.stack(
-            [normalise_crop(sample_at(img, affine, crop_points(lps_c[k], e_l, e_p, n, px), 1))
+            [normalise_crop(sample_at_points(img, affine, crop_points(lps_c[k], e_l, e_p, n, px), 1))
              for k in ks]
         )  # fmt: skip
         prob = self._predict(crops)

@@ -30,13 +30,13 @@ import numpy.typing as npt
 
 from pipeline import labels as L
 from pipeline.errors import ConfigError
+from pipeline.io.volume import sample_at_points
 from pipeline.paths import load_yaml
 from pipeline.segment.canal import (
     CANAL_CLASSES,
     crop_frame,
     crop_points,
     normalise_crop,
-    sample_at,
     slice_axis,
 )
 
@@ -115,8 +115,8 @@ def make_examples(
         e_l = math.cos(t) * e_l0 + math.sin(t) * e_p0
         e_p = np.cross(n_hat, e_l)
         pts = crop_points(centre, e_l, e_p, cfg.crop_px, cfg.pixel_mm)
-        xs.append(normalise_crop(sample_at(img, aff, pts, 1)))
-        ys.append(sample_at(canal, aff, pts, 0).astype(np.uint8))
+        xs.append(normalise_crop(sample_at_points(img, aff, pts, 1)))
+        ys.append(sample_at_points(canal, aff, pts, 0).astype(np.uint8))
     if not xs:
         n = cfg.crop_px
         return np.zeros((0, n, n), np.float32), np.zeros((0, n, n), np.uint8)

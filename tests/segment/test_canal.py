@@ -10,6 +10,7 @@ import torch
 
 from pipeline import labels as L
 from pipeline.errors import ConfigError
+from pipeline.io.volume import sample_at_points
 from pipeline.segment.canal import (
     CANAL_CODES,
     CanalCard,
@@ -18,7 +19,6 @@ from pipeline.segment.canal import (
     crop_frame,
     crop_points,
     paste_slice,
-    sample_at,
     slice_axis,
 )
 
@@ -107,7 +107,7 @@ def test_oracle_crop_pasted_back_reproduces_the_canal(flip, tilt):
     out = coarse.copy()
     for k in range(shape[2]):
         c = pts[70, 70, k]
-        crop_truth = sample_at(truth, aff, crop_points(c, e_l, e_p, 96, 0.5), 0)
+        crop_truth = sample_at_points(truth, aff, crop_points(c, e_l, e_p, 96, 0.5), 0)
         canal = np.where(np.isin(crop_truth, CANAL_CODES[1:]), crop_truth, 0)
         onehot = np.stack([(np.searchsorted(CANAL_CODES, canal) == i) for i in range(4)])
         paste_slice(out, 2, k, aff, c, e_l, e_p, onehot.astype(np.float32), 0.5)
