@@ -128,14 +128,21 @@ def normalise_crop(img: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     return np.clip((img - lo) / max(float(hi - lo), 1e-6), -0.5, 1.5).astype(np.float32)
 
 
-def canal_centres(structures: npt.NDArray[np.integer], axis: int) -> dict[int, FArr]:
-    """Per slice index: voxel-index centre of the canal (sac + cord, else any canal label)."""
+def canal_centres(
+    structures: npt.NDArray[np.integer], axis: int, tumour_fallback: bool = True
+) -> dict[int, FArr]:
+    """Per slice index (ascending): voxel-index centre of the canal.
+
+    The centroid of sac + cord; with ``tumour_fallback``, of any canal label on slices
+    where sac and cord are (almost) absent. Slices with fewer than 3 such voxels are left
+    out.
+    """
     st = np.moveaxis(np.asarray(structures), axis, -1)
     out: dict[int, FArr] = {}
     for k in range(st.shape[-1]):
         sl = st[..., k]
         m = np.isin(sl, (L.SAC, L.CORD))
-        if m.sum() < 3:
+        if m.sum() < 3 and tumour_fallback:
             m = np.isin(sl, (L.SAC, L.CORD, L.EPIDURAL))
         if m.sum() < 3:
             continue

@@ -34,6 +34,7 @@ from pipeline.io.volume import sample_at_points
 from pipeline.paths import load_yaml
 from pipeline.segment.canal import (
     CANAL_CLASSES,
+    canal_centres,
     crop_frame,
     crop_points,
     normalise_crop,
@@ -102,12 +103,8 @@ def make_examples(
     e_l0, e_p0 = crop_frame(aff, axis)
     n_hat = np.cross(e_l0, e_p0)
     xs, ys = [], []
-    for k in range(st.shape[axis]):
-        sl = np.take(canal, k, axis=axis)
-        m = np.isin(sl, (L.SAC, L.CORD))
-        if m.sum() < 3:
-            continue
-        c = np.insert(np.argwhere(m).mean(0), axis, float(k))
+    # the true canal centre of every slice through sac or cord (as the refiner finds it)
+    for c in canal_centres(canal, axis, tumour_fallback=False).values():
         centre = aff[:3, :3] @ c + aff[:3, 3]
         j = rng.normal(0.0, cfg.centre_jitter_mm, 2)
         centre = centre + j[0] * e_l0 + j[1] * e_p0
