@@ -240,12 +240,8 @@ def train(cfg: CanalTrainConfig, log: Callable[[str], None] = print) -> Path:
     save_file(
         {k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "model.safetensors")
     )
-    _write_card(cfg, arch, out, history, step, time.perf_counter() - t0, len(x_tr))
-    card = out / "card.yaml"
-    text = card.read_text().replace(
-        "sha256: null", f"sha256: {file_sha256(out / 'model.safetensors')}"
-    )
-    card.write_text(text)
+    sha = file_sha256(out / "model.safetensors")
+    _write_card(cfg, arch, out, history, step, time.perf_counter() - t0, len(x_tr), sha)
     return out
 
 
@@ -269,6 +265,7 @@ def _write_card(
     steps: int,
     seconds: float,
     n_train: int,
+    sha256: str,
 ) -> None:
     import yaml
 
@@ -283,7 +280,7 @@ def _write_card(
             "normalisation": "crop percentiles 1-99 -> 0-1",
         },  # fmt: skip
         "weights": "model.safetensors",
-        "sha256": None,
+        "sha256": sha256,
         "training": {
             "data": f"synthetic axial T2 stacks, seeds {cfg.train_seeds[0]}-{cfg.train_seeds[1] - 1} "
             f"({n_train} crops); centre jitter {cfg.centre_jitter_mm} mm, rotation "
