@@ -87,17 +87,6 @@ def _choose(volumes: dict[str, Volume]) -> tuple[str, Volume, str | None]:
     return role, volumes[role], None
 
 
-def _refine_canal(
-    segmenter: str, seg_kw: dict[str, Any], device: str, vol: Volume, seg: Any
-) -> Any:
-    """The built-in model's canal refinement of an axial T2 series (see its card)."""
-    if segmenter != "builtin":
-        return seg
-    from pipeline.segment import get_segmenter
-
-    return get_segmenter(segmenter, device=device, **seg_kw).refine_canal(vol, seg)  # type: ignore[attr-defined]
-
-
 def _numbering_check(graded: ImagingFeatures, primary: ImagingFeatures) -> str | None:
     """Says so when the graded series numbers the worst vertebra otherwise than the primary.
 
@@ -245,16 +234,22 @@ def run_study(
         else ({"model": model} if model is not None else {})
     )
 
+    def segment_series(series_role: str, volume: Volume) -> Any:
+        """Segment one series; the built-in model refines the canal of an axial T2."""
+        from pipeline.segment import get_segmenter
+
+        backend = get_segmenter(segmenter, device=device, **seg_kw)
+        out = backend.segment(volume)
+        if series_role == "mr_axial_t2" and segmenter == "builtin":
+            out = backend.refine_canal(volume, out)  # type: ignore[attr-defined]
+        return out
+
     def do_segment() -> Any:
         if segmenter == "labels" and labels is None:
             raise InputError("LABELS_NEEDED", "--segmenter labels needs --labels PATH")
-        from pipeline.segment import get_segmenter
-
-        return get_segmenter(segmenter, device=device, **seg_kw).segment(vol)
+        return segment_series(role, vol)
 
     seg = stage("segment", 2, do_segment)
-    if role == "mr_axial_t2":
-        seg = _refine_canal(segmenter, seg_kw, device, vol, seg)
     seg_meta = dict(getattr(seg, "meta", {}) or {})
     dev_used = str(seg_meta.get("device", device if segmenter == "builtin" else "cpu"))
     if getattr(seg, "numbering_uncertain", False):
@@ -273,12 +268,8 @@ def run_study(
         )
         _say_canal_refined(f, seg)
         if escc_role is not None and segmenter == "builtin":
-            from pipeline.segment import get_segmenter
-
             ax = loaded.volumes[escc_role]
-            aseg = get_segmenter(segmenter, device=device, **seg_kw).segment(ax)
-            if escc_role == "mr_axial_t2":
-                aseg = _refine_canal(segmenter, seg_kw, device, ax, aseg)
+            aseg = segment_series(escc_role, ax)
             seg_meta["escc_series"] = {
                 "role": escc_role,
                 **{k: aseg.meta[k] for k in ("model", "canal_refine", "timings") if k in aseg.meta},

@@ -212,17 +212,10 @@ class BuiltinSegmenter:
         the number of ``slices`` refined and a ``note``. Only the sac, cord and
         epidural-tumour labels change.
         """
-        spec = self.card.raw.get("inference", {}).get("canal_refine")
         meta = dict(seg.meta)
-        if not spec:
-            meta["canal_refine"] = _not_refined(f"{self.card.name} names no canal model")
-            return dataclasses.replace(seg, meta=meta)
-        if volume.modality not in spec.get("modalities", ("MR",)):
-            meta["canal_refine"] = _not_refined(f"canal model not used for {volume.modality}")
-            return dataclasses.replace(seg, meta=meta)
-        folder = self.card.folder.parent / str(spec["model"])
-        if not (folder / "card.yaml").exists():
-            meta["canal_refine"] = _not_refined(f"canal model {spec['model']} is not installed")
+        folder, why_not = self._canal_model(volume.modality)
+        if folder is None:
+            meta["canal_refine"] = {"applied": False, "model": None, "slices": 0, "note": why_not}
             return dataclasses.replace(seg, meta=meta)
         from pipeline.segment.canal import CanalRefiner
 
@@ -242,6 +235,18 @@ class BuiltinSegmenter:
             "canal_refine_s": round(time.perf_counter() - t, 3),
         }
         return dataclasses.replace(seg, structures=seg.structures.with_array(st), meta=meta)
+
+    def _canal_model(self, modality: str) -> tuple[Path | None, str]:
+        """Folder of the canal model the card names for ``modality``, or why there is none."""
+        spec = self.card.raw.get("inference", {}).get("canal_refine")
+        if not spec:
+            return None, f"{self.card.name} names no canal model"
+        if modality not in spec.get("modalities", ("MR",)):
+            return None, f"canal model not used for {modality}"
+        folder = self.card.folder.parent / str(spec["model"])
+        if not (folder / "card.yaml").exists():
+            return None, f"canal model {spec['model']} is not installed"
+        return folder, ""
 
     def _runner_for(
         self, model_shape: tuple[int, ...], modality: str
@@ -278,10 +283,6 @@ class BuiltinSegmenter:
         """The card's own ``status`` (e.g. an under-trained model), shown in every report."""
         status = self.card.raw.get("status")
         return [f"model {self.card.name}: {' '.join(str(status).split())}"] if status else []
-
-
-def _not_refined(note: str) -> dict[str, Any]:
-    return {"applied": False, "model": None, "slices": 0, "note": note}
 
 
 def _source_box(
