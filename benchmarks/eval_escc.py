@@ -47,31 +47,24 @@ def cache_study(study: Path, out: Path, threads: int) -> None:
 
 
 def grade(
-    study: Path,
-    maps: dict[str, np.ndarray],
-    cfg: dict[str, Any],
-    refiner: Any = None,
-    maps_used: dict[str, np.ndarray] | None = None,
-) -> tuple[str, Any]:
-    """Worst Bilsky grade (``"0"`` when none) and the ESCC result, graded on axial T2.
+    study: Path, maps: dict[str, np.ndarray], cfg: dict[str, Any], refiner: Any = None
+) -> tuple[str, Any, np.ndarray]:
+    """Worst Bilsky grade (``"0"`` when none), the ESCC result and the structures graded.
 
     ``refiner`` (a :class:`pipeline.segment.canal.CanalRefiner`) re-segments the canal of
-    ``maps`` first, as ``spinemet run`` does with the card's canal model; the maps graded
-    are put in ``maps_used`` when given.
+    ``maps`` first, as ``spinemet run`` does with the card's canal model.
     """
-    maps_used = {} if maps_used is None else maps_used
     from pipeline.features import extract_features
     from pipeline.io.nifti import read_nifti
 
     vol = read_nifti(study / "nifti" / "t2_ax.nii.gz", "MR")
     if refiner is not None:
         maps = {**maps, "structures": refiner.refine(vol.array, vol.affine, maps["structures"])[0]}
-    maps_used.update(maps)
     f = extract_features(
         vol, maps["vertebrae"], maps["structures"], maps["parts"],
         escc_source="mr_axial_t2", config=cfg,
     )  # fmt: skip
-    return (f.escc.worst_grade or "0"), f.escc
+    return (f.escc.worst_grade or "0"), f.escc, maps["structures"]
 
 
 def truth_maps(study: Path) -> dict[str, np.ndarray]:
@@ -157,14 +150,13 @@ def main() -> int:
         if not f.exists():
             cache_study(d, f, a.threads)
         truth = json.loads((d / "truth.json").read_text())["escc"]["worst_grade"] or "0"
-        used: dict[str, np.ndarray] = {}
-        g, e = grade(d, dict(np.load(f)), cfg, refiner, used)
-        if not a.no_truth:
-            overlap(used["structures"], truth_maps(d)["structures"], acc)
+        g, e, graded = grade(d, dict(np.load(f)), cfg, refiner)
         t_all.append(truth)
         p_model.append(g)
         if not a.no_truth:
-            p_truth.append(grade(d, truth_maps(d), cfg)[0])
+            true_maps = truth_maps(d)
+            overlap(graded, true_maps["structures"], acc)
+            p_truth.append(grade(d, true_maps, cfg)[0])
         if a.verbose and g != truth:
             ws = e.worst_slice
             print(d.name, truth, "->", g, e.worst_level, None if ws is None else ws.__dict__,
