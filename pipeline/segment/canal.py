@@ -31,7 +31,6 @@ import torch
 from scipy import ndimage
 
 from pipeline import labels as L
-from pipeline.errors import ConfigError
 from pipeline.io.volume import sample_at_points
 
 #: Output classes of the canal network, in channel order.
@@ -57,10 +56,10 @@ class CanalCard:
     @classmethod
     def load(cls, name_or_path: str | Path) -> CanalCard:
         """Load ``models/<name>/card.yaml`` (or a folder)."""
-        from pipeline.segment.model import read_card
+        from pipeline.segment.model import card_errors, read_card
 
         card_path, raw = read_card(name_or_path, "canal model")
-        try:
+        with card_errors(card_path):
             if tuple(raw["classes"]) != CANAL_CLASSES:
                 raise ValueError(f"classes must be {list(CANAL_CLASSES)}")
             return cls(
@@ -73,10 +72,6 @@ class CanalCard:
                 sha256=raw.get("sha256"),
                 raw=raw,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(
-                "MODEL_CARD_INVALID", f"{card_path} lacks or mis-states {exc}"
-            ) from exc
 
 
 def slice_axis(affine: FArr) -> int:

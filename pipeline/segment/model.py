@@ -7,7 +7,9 @@ instances along the column (:mod:`pipeline.segment.levels`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +118,7 @@ class ModelCard:
     def load(cls, name_or_path: str | Path | None = None) -> ModelCard:
         """Load ``models/<name>/card.yaml`` (or a folder / card path)."""
         card_path, raw = read_card(name_or_path or models_dir() / DEFAULT_MODEL)
-        try:
+        with card_errors(card_path):
             return cls(
                 name=str(raw["name"]),
                 folder=card_path.parent,
@@ -134,10 +136,15 @@ class ModelCard:
                 sha256=raw.get("sha256"),
                 raw=raw,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(
-                "MODEL_CARD_INVALID", f"{card_path} lacks or mis-states {exc}"
-            ) from exc
+
+
+@contextlib.contextmanager
+def card_errors(card_path: Path) -> Iterator[None]:
+    """Turn a missing or mistyped card field into ``ConfigError("MODEL_CARD_INVALID")``."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError("MODEL_CARD_INVALID", f"{card_path} lacks or mis-states {exc}") from exc
 
 
 def read_card(name_or_path: str | Path, what: str = "model") -> tuple[Path, dict[str, Any]]:
