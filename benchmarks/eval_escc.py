@@ -1,4 +1,4 @@
-"""Bilsky grading on the axial T2 of a synthetic MR cohort, fast to iterate.
+"""Bilsky grading on the axial T2 (or the CT) of a synthetic cohort, fast to iterate.
 
 ``spinemet run`` grades epidural compression on the axial T2 series when a study has one,
 on the built-in model's segmentation of that series. This benchmark separates the two
@@ -14,6 +14,9 @@ axial labels (pooled over the cohort's voxels). A change to the grading toleranc
     python benchmarks/eval_escc.py --cohort /tmp/cohortM --cache /tmp/escc-M
     python benchmarks/eval_escc.py --cohort /tmp/cohortM --cache /tmp/escc-M \\
         --set cord_area_loss=0.25 --set cord_flattening_loss=0.3
+    # CT studies (cohort written with --modality CT): the CT is graded (an estimate)
+    python benchmarks/eval_escc.py --cohort /tmp/cohortD --cache /tmp/escc-D --series ct_axial \\
+        --canal-model models/spinemet-canal-ct
 """
 
 from __future__ import annotations
@@ -28,15 +31,19 @@ from typing import Any
 import numpy as np
 
 
-def cache_study(study: Path, out: Path, threads: int) -> None:
-    """Built-in segmentation of the study's axial T2 on its own grid."""
+def _modality(series: str) -> str:
+    return "CT" if series.startswith("ct") else "MR"
+
+
+def cache_study(study: Path, out: Path, threads: int, series: str = "t2_ax") -> None:
+    """Built-in segmentation of the study's ``series`` (NIfTI) on its own grid."""
     import torch
 
     from pipeline.io.nifti import read_nifti
     from pipeline.segment import get_segmenter
 
     torch.set_num_threads(threads)
-    vol = read_nifti(study / "nifti" / "t2_ax.nii.gz", "MR")
+    vol = read_nifti(study / "nifti" / f"{series}.nii.gz", _modality(series))
     seg = get_segmenter("builtin", device="cpu").segment(vol)
     np.savez_compressed(
         out,
@@ -47,7 +54,11 @@ def cache_study(study: Path, out: Path, threads: int) -> None:
 
 
 def grade(
-    study: Path, maps: dict[str, np.ndarray], cfg: dict[str, Any], refiner: Any = None
+    study: Path,
+    maps: dict[str, np.ndarray],
+    cfg: dict[str, Any],
+    refiner: Any = None,
+    series: str = "t2_ax",
 ) -> tuple[str, Any, np.ndarray]:
     """Worst Bilsky grade (``"0"`` when none), the ESCC result and the structures graded.
 
@@ -57,21 +68,21 @@ def grade(
     from pipeline.features import extract_features
     from pipeline.io.nifti import read_nifti
 
-    vol = read_nifti(study / "nifti" / "t2_ax.nii.gz", "MR")
+    vol = read_nifti(study / "nifti" / f"{series}.nii.gz", _modality(series))
     if refiner is not None:
         maps = {**maps, "structures": refiner.refine(vol.array, vol.affine, maps["structures"])[0]}
     f = extract_features(
         vol, maps["vertebrae"], maps["structures"], maps["parts"],
-        escc_source="mr_axial_t2", config=cfg,
+        escc_source="mr_axial_t2" if series == "t2_ax" else series, config=cfg,
     )  # fmt: skip
     return (f.escc.worst_grade or "0"), f.escc, maps["structures"]
 
 
-def truth_maps(study: Path) -> dict[str, np.ndarray]:
-    """The generator's label maps of the axial T2."""
+def truth_maps(study: Path, series: str = "t2_ax") -> dict[str, np.ndarray]:
+    """The generator's label maps of ``series``."""
     from pipeline.io.nifti import read_nifti
 
-    d = study / "labels" / "t2_ax"
+    d = study / "labels" / series
     return {k: read_nifti(d / f"{k}.nii.gz").array for k in ("vertebrae", "structures", "parts")}
 
 
@@ -120,6 +131,8 @@ def main() -> int:
     ap.add_argument("--no-truth", action="store_true", help="skip grading the true labels")
     ap.add_argument("--canal-model", default=None,
                     help="canal refinement model (folder) applied to the cached segmentation")  # fmt: skip
+    ap.add_argument("--series", default="t2_ax",
+                    help="the NIfTI series graded: t2_ax (MR) or ct_axial (CT)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
@@ -139,7 +152,7 @@ def main() -> int:
     studies = sorted(
         d
         for d in (a.cohort / "studies").glob("s*")
-        if (d / "truth.json").exists() and (d / "nifti" / "t2_ax.nii.gz").exists()
+        if (d / "truth.json").exists() and (d / "nifti" / f"{a.series}.nii.gz").exists()
     )
     t_all: list[str] = []
     acc: dict[str, list[int]] = {}
@@ -148,15 +161,15 @@ def main() -> int:
     for d in studies:
         f = a.cache / f"{d.name}.npz"
         if not f.exists():
-            cache_study(d, f, a.threads)
+            cache_study(d, f, a.threads, a.series)
         truth = json.loads((d / "truth.json").read_text())["escc"]["worst_grade"] or "0"
-        g, e, graded = grade(d, dict(np.load(f)), cfg, refiner)
+        g, e, graded = grade(d, dict(np.load(f)), cfg, refiner, a.series)
         t_all.append(truth)
         p_model.append(g)
         if not a.no_truth:
-            true_maps = truth_maps(d)
+            true_maps = truth_maps(d, a.series)
             overlap(graded, true_maps["structures"], acc)
-            p_truth.append(grade(d, true_maps, cfg)[0])
+            p_truth.append(grade(d, true_maps, cfg, series=a.series)[0])
         if a.verbose and g != truth:
             ws = e.worst_slice
             print(d.name, truth, "->", g, e.worst_level, None if ws is None else ws.__dict__,

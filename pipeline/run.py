@@ -75,16 +75,17 @@ def read_clinical(path: str | Path | None) -> dict[str, Any] | None:
 
 
 def _choose(volumes: dict[str, Volume]) -> tuple[str, Volume, str | None]:
-    """Primary role for levels/SINS, and the role on which Bilsky is graded (if other)."""
-    for role in ("ct_axial", "ct"):
-        if role in volumes:
-            return role, volumes[role], None
-    for role in ("mr_sagittal_t2", "mr_sagittal_t1", "mr_sagittal_stir", "mr", "mr_axial_t2"):
-        if role in volumes:
-            escc = "mr_axial_t2" if "mr_axial_t2" in volumes and role != "mr_axial_t2" else None
-            return role, volumes[role], escc
-    role = next(iter(volumes))
-    return role, volumes[role], None
+    """Primary role for levels/SINS, and the role on which Bilsky is graded (if other).
+
+    CT, when the study has it, is the primary (bone: levels, lesions, SINS); else the
+    sagittal MR. Bilsky is read on the axial T2 whenever the study has one, CT or not
+    (the reference standard, Bilsky et al. 2010); otherwise it is estimated on the primary.
+    """
+    escc = "mr_axial_t2" if "mr_axial_t2" in volumes else None
+    roles = ("ct_axial", "ct", "mr_sagittal_t2", "mr_sagittal_t1", "mr_sagittal_stir", "mr",
+             "mr_axial_t2")  # fmt: skip
+    role = next((r for r in roles if r in volumes), next(iter(volumes)))
+    return role, volumes[role], (escc if escc != role else None)
 
 
 def _numbering_check(graded: ImagingFeatures, primary: ImagingFeatures) -> str | None:
@@ -110,6 +111,39 @@ def _numbering_check(graded: ImagingFeatures, primary: ImagingFeatures) -> str |
     return (
         f"the worst Bilsky level is numbered {worst} on the series it was graded on but "
         f"{other} on the {primary.modality} series the levels were read on: numbering uncertain"
+    )
+
+
+def _adopt_ct_numbering(graded: ImagingFeatures, primary: ImagingFeatures) -> str | None:
+    """Name the graded axial T2's levels as the study's CT does (in place); say so if it changed.
+
+    The CT covers the run and is numbered from its anchors (sacrum, C2, the whole column);
+    the axial T2 sees a few vertebrae and numbers them on its own. Each graded vertebra
+    takes the name of the CT vertebra at the same position (:func:`match_levels`);
+    unmatched ones keep theirs, and nothing changes when the renaming would merge two.
+    """
+    from pipeline.features.crossseries import match_levels
+
+    esc = graded.escc
+    mapping = match_levels(
+        [(v.level, v.body_centre_lps) for v in graded.vertebrae],
+        [(v.level, v.body_centre_lps) for v in primary.vertebrae],
+    )
+    new_names = {k: mapping.get(k, k) for k in esc.per_level}
+    if not mapping or len(set(new_names.values())) < len(new_names):
+        return None
+    old_worst = esc.worst_level
+    esc.per_level = {new_names[k]: g for k, g in esc.per_level.items()}
+    renamed = {id(x): x for x in [*esc.slices, esc.worst_slice] if x is not None}
+    for sl in renamed.values():
+        sl.level = new_names.get(sl.level, sl.level)
+    if old_worst is not None:
+        esc.worst_level = new_names.get(old_worst, old_worst)
+    if old_worst is None or esc.worst_level == old_worst:
+        return None
+    return (
+        f"the worst Bilsky level, numbered {old_worst} on the axial T2 alone, is named "
+        f"{esc.worst_level} as on the CT (same position)"
     )
 
 
@@ -234,20 +268,20 @@ def run_study(
         else ({"model": model} if model is not None else {})
     )
 
-    def segment_series(series_role: str, volume: Volume) -> Any:
-        """Segment one series; the built-in model refines the canal of an axial T2."""
+    def segment_series(volume: Volume, graded: bool) -> Any:
+        """Segment one series; the built-in model refines the canal of the graded one."""
         from pipeline.segment import get_segmenter
 
         backend = get_segmenter(segmenter, device=device, **seg_kw)
         out = backend.segment(volume)
-        if series_role == "mr_axial_t2" and segmenter == "builtin":
+        if graded and segmenter == "builtin":
             out = backend.refine_canal(volume, out)  # type: ignore[attr-defined]
         return out
 
     def do_segment() -> Any:
         if segmenter == "labels" and labels is None:
             raise InputError("LABELS_NEEDED", "--segmenter labels needs --labels PATH")
-        return segment_series(role, vol)
+        return segment_series(vol, graded=escc_role is None)
 
     seg = stage("segment", 2, do_segment)
     seg_meta = dict(getattr(seg, "meta", {}) or {})
@@ -269,7 +303,7 @@ def run_study(
         _say_canal_refined(f, seg)
         if escc_role is not None and segmenter == "builtin":
             ax = loaded.volumes[escc_role]
-            aseg = segment_series(escc_role, ax)
+            aseg = segment_series(ax, graded=True)
             seg_meta["escc_series"] = {
                 "role": escc_role,
                 **{k: aseg.meta[k] for k in ("model", "canal_refine", "timings") if k in aseg.meta},
@@ -279,7 +313,9 @@ def run_study(
             )
             if fa.escc.provenance != "not_assessable":
                 f.escc = fa.escc
-                clash = _numbering_check(fa, f)
+                clash = (
+                    _adopt_ct_numbering(fa, f) if f.modality == "CT" else _numbering_check(fa, f)
+                )
                 if clash:
                     f.escc.why += f"; {clash}"
                     f.messages.append(clash)

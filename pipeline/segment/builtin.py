@@ -37,6 +37,11 @@ from pipeline.segment.model import (
 )
 from pipeline.segment.types import SpineSegmentation
 
+#: The canal model reads axial slices: an axial stack angled to the spine (an oblique
+#: axial T2 follows the local curve; lumbosacral and cervical ones lean 20-40 deg) is
+#: refined, a sagittal or coronal series (90 deg) is not.
+MAX_AXIAL_TILT_DEG = 50.0
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` -> first CUDA device if any, else CPU; checks that a named GPU exists."""
@@ -204,16 +209,26 @@ class BuiltinSegmenter:
         return SpineSegmentation(maps[0], maps[1], maps[2], conf, uncertain, meta)
 
     def refine_canal(self, volume: Volume, seg: SpineSegmentation) -> SpineSegmentation:
-        """Re-segment the canal of an axial T2 MR series at 0.5 mm (Bilsky is read there).
+        """Re-segment the canal of the axial series Bilsky is read on at 0.5 mm.
 
-        Uses the canal model the card names in ``inference.canal_refine``
-        (:mod:`pipeline.segment.canal`); without one, or when it is not installed, ``seg``
-        comes back unchanged. ``meta["canal_refine"]`` records ``applied``, the ``model``,
-        the number of ``slices`` refined and a ``note``. Only the sac, cord and
-        epidural-tumour labels change.
+        Uses the canal model the card names for the series' modality in
+        ``inference.canal_refine`` (:mod:`pipeline.segment.canal`; one entry per model,
+        each with its ``modalities``); without one, when it is not installed, or when the
+        series is not axial, ``seg`` comes back unchanged. ``meta["canal_refine"]``
+        records ``applied``, the ``model``, the number of ``slices`` refined and a
+        ``note``. Only the sac, cord and epidural-tumour labels change.
         """
+        from pipeline.segment.canal import axial_tilt_deg
+
         meta = dict(seg.meta)
         folder, why_not = self._canal_model(volume.modality)
+        tilt = axial_tilt_deg(volume.affine)
+        if folder is not None and tilt > MAX_AXIAL_TILT_DEG:
+            folder = None
+            why_not = (
+                f"slices {tilt:.0f} deg from axial (over {MAX_AXIAL_TILT_DEG:g}): the canal model "
+                "reads axial slices only"
+            )
         if folder is None:
             meta["canal_refine"] = {"applied": False, "model": None, "slices": 0, "note": why_not}
             return dataclasses.replace(seg, meta=meta)
@@ -237,15 +252,20 @@ class BuiltinSegmenter:
         return dataclasses.replace(seg, structures=seg.structures.with_array(st), meta=meta)
 
     def _canal_model(self, modality: str) -> tuple[Path | None, str]:
-        """Folder of the canal model the card names for ``modality``, or why there is none."""
+        """Folder of the canal model the card names for ``modality``, or why there is none.
+
+        ``inference.canal_refine`` is one ``{model, modalities}`` entry or a list of them.
+        """
         spec = self.card.raw.get("inference", {}).get("canal_refine")
         if not spec:
             return None, f"{self.card.name} names no canal model"
-        if modality not in spec.get("modalities", ("MR",)):
-            return None, f"canal model not used for {modality}"
-        folder = self.card.folder.parent / str(spec["model"])
+        entries = spec if isinstance(spec, list) else [spec]
+        entry = next((e for e in entries if modality in e.get("modalities", ("MR",))), None)
+        if entry is None:
+            return None, f"{self.card.name} names no canal model for {modality}"
+        folder = self.card.folder.parent / str(entry["model"])
         if not (folder / "card.yaml").exists():
-            return None, f"canal model {spec['model']} is not installed"
+            return None, f"canal model {entry['model']} is not installed"
         return folder, ""
 
     def _runner_for(

@@ -1,26 +1,31 @@
-"""Canal refinement on axial MR slices: sac, cord and epidural tumour at 0.5 mm.
+"""Canal refinement on axial slices (MR or CT): sac, cord and epidural tumour at 0.5 mm.
 
 The built-in 3-D model works at 2 mm, where a cord of 8 x 10 mm is a handful of voxels;
 the Bilsky grade turns on millimetre details of the cord and the dural sac. This stage
 re-segments the spinal canal of each axial slice at 0.5 mm with a small 2-D network
 (its own model card, ``inference.canal_refine`` in the main card):
 
-1. the slice axis is the series' thickest voxel axis; on each slice the coarse
-   segmentation gives the canal centre (centroid of sac + cord, else of any canal label);
-2. a square crop of ``crop_px`` pixels of ``pixel_mm`` is sampled in the slice plane
+1. the slice axis is the series' thickest voxel axis (for a near-isotropic CT, the axis
+   closest to the patient's head-feet direction); on each slice the coarse segmentation
+   gives the canal centre (centroid of sac + cord, else of any canal label);
+2. a square crop of ``size_px`` pixels of ``pixel_mm`` is sampled in the slice plane
    (bilinear), its axes the patient's left and posterior directions projected onto the
    plane, so that every crop looks the same way whatever the series' row / column order;
+   a CT crop is the mean of a few parallel planes (a thin slab, as a radiologist reads
+   soft tissue on CT: cord, CSF and tumour differ by 10-40 HU, less than the noise of one
+   thin slice) and is windowed in HU; an MR crop is one plane scaled by its percentiles
+   (:class:`CropSpec`, from the card);
 3. the network's class probabilities are sampled back (bilinear) onto the source pixels
    of the crop footprint and the canal labels (sac, cord, epidural tumour) there are
    replaced by its arg-max; bone-lesion and disc labels are left alone.
 
-The crop geometry (:func:`crop_frame`, :func:`crop_points`, :func:`normalise_crop`) is
-shared with the training data (:mod:`pipeline.train.canal`), so training and inference see
+The crop geometry (:func:`crop_frame`, :class:`CropSpec`) is shared with the training data (:mod:`pipeline.train.canal`), so training and inference see
 the same pixels.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,79 @@ CANAL_CODES = np.array([0, L.SAC, L.CORD, L.EPIDURAL], dtype=np.int16)
 FArr = npt.NDArray[np.float64]
 
 
+@dataclass(frozen=True)
+class CropSpec:
+    """How a crop is sampled and scaled; the card's ``crop`` block.
+
+    Parameters
+    ----------
+    size_px : int
+        Crop side in pixels.
+    pixel_mm : float
+        Crop pixel size (mm).
+    planes : int
+        Parallel planes averaged (1: the slice plane only).
+    plane_step_mm : float
+        Distance between those planes along the slice normal.
+    window : (float, float) or None
+        Fixed intensity window mapped to [0, 1] (CT, in HU); ``None``: the crop's own 1st
+        and 99th percentiles (MR has no units).
+    """
+
+    size_px: int = 96
+    pixel_mm: float = 0.5
+    planes: int = 1
+    plane_step_mm: float = 1.0
+    window: tuple[float, float] | None = None
+
+    @classmethod
+    def from_card(cls, crop: dict[str, Any]) -> CropSpec:
+        """Read a card's ``crop`` block (``size_px``, ``pixel_mm``, optional rest)."""
+        win = crop.get("window")
+        if win is not None and (len(win) != 2 or float(win[0]) >= float(win[1])):
+            raise ValueError(f"crop.window must be [low, high] with low < high, not {win}")
+        planes = int(crop.get("planes", 1))
+        if planes < 1:
+            raise ValueError(f"crop.planes must be at least 1, not {planes}")
+        return cls(
+            size_px=int(crop["size_px"]),
+            pixel_mm=float(crop["pixel_mm"]),
+            planes=planes,
+            plane_step_mm=float(crop.get("plane_step_mm", 1.0)),
+            window=None if win is None else (float(win[0]), float(win[1])),
+        )
+
+    def as_card(self) -> dict[str, Any]:
+        """The card's ``crop`` block."""
+        how = (
+            f"HU window {self.window[0]:g} to {self.window[1]:g} -> 0-1"
+            if self.window is not None
+            else "crop percentiles 1-99 -> 0-1"
+        )
+        out: dict[str, Any] = {"size_px": self.size_px, "pixel_mm": self.pixel_mm,
+                               "planes": self.planes, "plane_step_mm": self.plane_step_mm}  # fmt: skip
+        if self.window is not None:
+            out["window"] = list(self.window)
+        return {**out, "normalisation": how}
+
+    def sample(
+        self, image: npt.NDArray[Any], affine: FArr, centre: FArr, e_l: FArr, e_p: FArr
+    ) -> npt.NDArray[np.float32]:
+        """The normalised crop (size, size) centred on ``centre`` (LPS), axes ``e_l``, ``e_p``."""
+        n_hat = np.cross(e_l, e_p)
+        offsets = (np.arange(self.planes) - (self.planes - 1) / 2.0) * self.plane_step_mm
+        stack = []
+        for o in offsets:
+            pts = crop_points(np.asarray(centre) + o * n_hat, e_l, e_p, self.size_px, self.pixel_mm)
+            # outside the grid reads NaN, so that the first and last slices of a stack
+            # average only the planes that exist (0 would read as water on CT)
+            stack.append(sample_at_points(image, affine, pts, 1, cval=np.nan))
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: outside
+            mean = np.nanmean(np.stack(stack), axis=0)
+        return normalise_crop(np.nan_to_num(mean, nan=0.0), self.window)
+
+
 @dataclass
 class CanalCard:
     """The canal model's card: architecture, crop geometry and weights."""
@@ -47,11 +125,20 @@ class CanalCard:
     name: str
     folder: Path
     architecture: dict[str, Any]
-    crop_px: int
-    pixel_mm: float
+    crop: CropSpec
     weights: str
     sha256: str | None
     raw: dict[str, Any]
+
+    @property
+    def crop_px(self) -> int:
+        """Crop side in pixels."""
+        return self.crop.size_px
+
+    @property
+    def pixel_mm(self) -> float:
+        """Crop pixel size (mm)."""
+        return self.crop.pixel_mm
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> CanalCard:
@@ -66,18 +153,37 @@ class CanalCard:
                 name=str(raw["name"]),
                 folder=card_path.parent,
                 architecture=dict(raw["architecture"]),
-                crop_px=int(raw["crop"]["size_px"]),
-                pixel_mm=float(raw["crop"]["pixel_mm"]),
+                crop=CropSpec.from_card(dict(raw["crop"])),
                 weights=str(raw.get("weights", "model.safetensors")),
                 sha256=raw.get("sha256"),
                 raw=raw,
             )
 
 
+#: A voxel axis at least this many times the others' spacing is the slice axis; below
+#: (near-isotropic CT), the axis closest to the patient's head-feet direction is.
+THICK_AXIS_RATIO = 1.2
+
+
 def slice_axis(affine: FArr) -> int:
-    """The through-plane axis: the largest voxel spacing (the last axis on ties)."""
-    sp = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
-    return int(len(sp) - 1 - np.argmax(sp[::-1]))
+    """The through-plane axis of an axial stack.
+
+    The largest voxel spacing (the last axis on ties) when it is clearly the largest
+    (``THICK_AXIS_RATIO``); otherwise the axis most parallel to patient S.
+    """
+    m = np.asarray(affine, dtype=np.float64)[:3, :3]
+    sp = np.linalg.norm(m, axis=0)
+    thick = int(len(sp) - 1 - np.argmax(sp[::-1]))
+    others = np.delete(sp, thick)
+    if sp[thick] >= THICK_AXIS_RATIO * others.max():
+        return thick
+    return int(np.argmax(np.abs(m[2]) / sp))
+
+
+def axial_tilt_deg(affine: FArr) -> float:
+    """Angle (deg) between the slice normal (:func:`slice_axis`) and patient head-feet."""
+    col = np.asarray(affine, dtype=np.float64)[:3, slice_axis(affine)]
+    return float(np.degrees(np.arccos(min(1.0, abs(col[2]) / np.linalg.norm(col)))))
 
 
 def crop_frame(affine: FArr, axis: int) -> tuple[FArr, FArr]:
@@ -117,8 +223,17 @@ def crop_points(centre: FArr, e_l: FArr, e_p: FArr, size_px: int, pixel_mm: floa
     return np.asarray(centre)[None, None] + g[:, None, None] * e_l + g[None, :, None] * e_p
 
 
-def normalise_crop(img: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-    """Scale a crop to about [0, 1] by its own 1st and 99th percentiles (MR has no units)."""
+def normalise_crop(
+    img: npt.NDArray[Any], window: tuple[float, float] | None = None
+) -> npt.NDArray[np.float32]:
+    """Scale a crop to about [0, 1].
+
+    With ``window`` (CT, HU) that window maps to [0, 1], clipped; without, the crop's own
+    1st and 99th percentiles do (MR has no units), clipped to [-0.5, 1.5].
+    """
+    if window is not None:
+        lo, hi = window
+        return np.clip((img - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     lo, hi = np.percentile(img, [1.0, 99.0])
     return np.clip((img - lo) / max(float(hi - lo), 1e-6), -0.5, 1.5).astype(np.float32)
 
@@ -164,8 +279,23 @@ def paste_slice(
     """
     n = prob.shape[-1]
     half = (n - 1) / 2.0
-    idx = np.argwhere(np.ones(np.take(out, k, axis=axis).shape, bool))
-    idx = np.insert(idx, axis, k, axis=1)
+    # only the slice's pixels within the crop's bounding box (a 512 x 512 CT slice has
+    # 260,000 pixels, the crop's footprint a few thousand)
+    corners = np.array([[a, b] for a in (-half, half) for b in (-half, half)]) * pixel_mm
+    lps = centre + corners[:, :1] * e_l + corners[:, 1:] * e_p
+    ijk = (lps - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
+    shape = out.shape
+    ranges = []
+    for ax in range(3):
+        if ax == axis:
+            ranges.append(np.array([k]))
+            continue
+        lo = max(0, int(np.floor(ijk[:, ax].min())))
+        hi = min(shape[ax] - 1, int(np.ceil(ijk[:, ax].max())))
+        if hi < lo:
+            return
+        ranges.append(np.arange(lo, hi + 1))
+    idx = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
     rel = (idx @ affine[:3, :3].T + affine[:3, 3]) - centre
     u, v = rel @ e_l / pixel_mm + half, rel @ e_p / pixel_mm + half
     inside = (u >= 0) & (u <= n - 1) & (v >= 0) & (v <= n - 1)
@@ -185,7 +315,7 @@ def paste_slice(
 
 
 class CanalRefiner:
-    """Loads a canal model once and refines the canal labels of axial MR slices."""
+    """Loads a canal model once and refines the canal labels of axial slices."""
 
     _cache: dict[tuple[str, str], CanalRefiner] = {}
 
@@ -212,14 +342,15 @@ class CanalRefiner:
         Parameters
         ----------
         image : ndarray
-            The axial MR series (any array order; ``affine`` maps its indices to LPS).
+            The axial series (any array order; ``affine`` maps its indices to LPS), of the
+            modality the model was trained on.
         affine : ndarray (4, 4)
         structures : ndarray
             The coarse structures map on the same grid.
         """
         axis = slice_axis(affine)
         e_l, e_p = crop_frame(affine, axis)
-        n, px = self.card.crop_px, self.card.pixel_mm
+        spec = self.card.crop
         out = np.asarray(structures).astype(np.int16, copy=True)
         centres = canal_centres(out, axis)
         if not centres:
@@ -227,13 +358,10 @@ class CanalRefiner:
         img = np.asarray(image, dtype=np.float32)
         ks = sorted(centres)
         lps_c = {k: affine[:3, :3] @ centres[k] + affine[:3, 3] for k in ks}
-        crops = np.stack(
-            [normalise_crop(sample_at_points(img, affine, crop_points(lps_c[k], e_l, e_p, n, px), 1))
-             for k in ks]
-        )  # fmt: skip
+        crops = np.stack([spec.sample(img, affine, lps_c[k], e_l, e_p) for k in ks])
         prob = self._predict(crops)
         for k, pk in zip(ks, prob, strict=True):
-            paste_slice(out, axis, k, affine, lps_c[k], e_l, e_p, pk, px)
+            paste_slice(out, axis, k, affine, lps_c[k], e_l, e_p, pk, spec.pixel_mm)
         return out, len(ks)
 
     def _predict(self, crops: npt.NDArray[np.float32], batch: int = 32) -> npt.NDArray[np.float32]:

@@ -1,14 +1,18 @@
-"""Training the canal refinement model (:mod:`pipeline.segment.canal`) on synthetic axial T2.
+"""Training the canal refinement model (:mod:`pipeline.segment.canal`) on synthetic axial stacks.
 
 Each seed draws a synthetic spine with an epidural tumour of a random Bilsky grade (grade 0
-a fifth of the time), renders the axial T2 stack a radiologist would grade it on
-(:func:`pipeline.synth.acquisition.mr_axial`: 3-4 mm slices, 0.6-0.8 mm pixels, random row /
-column order and obliquity) and cuts, on every slice through the canal, the crop the
-refiner will see: centred on the true canal centre plus a random offset (the coarse
-model's centre is not exact), rotated a few degrees, at the card's pixel size. Labels are
-the generator's sac, cord and epidural tumour at the slice centre.
+a fifth of the time) and renders the axial stack Bilsky is read on: for ``modality: MR``
+the axial T2 (:func:`pipeline.synth.acquisition.mr_axial`: 3-4 mm slices, 0.6-0.8 mm
+pixels, random row / column order and obliquity), for ``modality: CT`` a CT stack of the
+levels around the tumour (:func:`pipeline.synth.acquisition.ct_axial`: 0.7-0.9 mm pixels,
+1-2 mm slices, 100-140 kVp noise). It then cuts, on every slice through the canal, the crop
+the refiner will see: centred on the true canal centre plus a random offset (the coarse
+model's centre is not exact), rotated a few degrees, sampled by the card's
+:class:`~pipeline.segment.canal.CropSpec`. Labels are the generator's sac, cord and
+epidural tumour in the crop's central plane.
 
-``spinemet train --config configs/train_canal.yaml`` runs :func:`train`: it renders the
+``spinemet train --config configs/train_canal.yaml`` (MR) or ``configs/train_canal_ct.yaml``
+(CT) runs :func:`train`: it renders the
 examples (cached as ``.npz`` per seed, so a rerun or a resume skips them), trains a 2-D
 MONAI UNet with Dice + cross-entropy, validates on separate seeds and writes
 ``model.safetensors`` and ``card.yaml`` with the measured Dice. A ``checkpoint.pt`` written
@@ -34,16 +38,18 @@ from pipeline.io.volume import sample_at_points
 from pipeline.paths import load_yaml
 from pipeline.segment.canal import (
     CANAL_CLASSES,
+    CropSpec,
     canal_centres,
     crop_frame,
     crop_points,
-    normalise_crop,
     slice_axis,
 )
 
 #: Grade mix of the training spines: grade 0 (no epidural tumour) one time in five.
 _GRADES = ("0", "1a", "1b", "1c", "2", "3")
 _GRADE_P = (0.2, 0.16, 0.16, 0.16, 0.16, 0.16)
+#: CT slice thicknesses drawn (mm): those :func:`pipeline.synth.acquisition.ct_axial` uses.
+_CT_SLICE_MM = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
 
 @dataclass
@@ -55,10 +61,15 @@ class CanalTrainConfig:
     cache_dir: str
     name: str = "spinemet-canal-t2ax"
     seed: int = 0
+    modality: str = "MR"
     train_seeds: list[int] = field(default_factory=lambda: [0, 200])
     val_seeds: list[int] = field(default_factory=lambda: [900100, 900120])
     crop_px: int = 96
     pixel_mm: float = 0.5
+    planes: int = 1
+    plane_step_mm: float = 1.0
+    window: list[float] | None = None
+    ct_span_mm: float = 80.0
     centre_jitter_mm: float = 2.5
     rotate_deg: float = 10.0
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
@@ -70,6 +81,16 @@ class CanalTrainConfig:
     val_every: int = 500
     num_threads: int = 2
     time_budget_s: float | None = None
+    #: the YAML this configuration was read from (recorded in the card)
+    config_path: str | None = None
+
+    @property
+    def crop(self) -> CropSpec:
+        """The crop the model is trained on (and its card declares)."""
+        return CropSpec.from_card(
+            {"size_px": self.crop_px, "pixel_mm": self.pixel_mm, "planes": self.planes,
+             "plane_step_mm": self.plane_step_mm, "window": self.window}
+        )  # fmt: skip
 
 
 def load_canal_config(path: str | Path, **overrides: Any) -> CanalTrainConfig:
@@ -77,16 +98,20 @@ def load_canal_config(path: str | Path, **overrides: Any) -> CanalTrainConfig:
     raw = load_yaml(path) or {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return CanalTrainConfig(**raw)
-    except TypeError as exc:
+        cfg = CanalTrainConfig(**{"config_path": str(path), **raw})
+        if cfg.modality not in ("MR", "CT"):
+            raise ValueError(f"modality must be MR or CT, not {cfg.modality!r}")
+        cfg.crop  # noqa: B018 - validates the crop options
+    except (TypeError, ValueError) as exc:
         raise ConfigError("TRAIN_CONFIG_INVALID", f"canal training config: {exc}") from exc
+    return cfg
 
 
 def make_examples(
     seed: int, cfg: CanalTrainConfig
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """Crops (m, n, n) and their canal labels (0-3) from one synthetic axial T2 stack."""
-    from pipeline.synth.acquisition import acquire, mr_axial
+    """Crops (m, n, n) and their canal labels (0-3) from one synthetic axial stack."""
+    from pipeline.synth.acquisition import acquire, ct_axial, mr_axial
     from pipeline.synth.generator import StudyOptions, random_world
 
     rng = np.random.default_rng(seed)
@@ -94,14 +119,22 @@ def make_examples(
     world, plan = random_world(rng, StudyOptions(grade=grade))
     level = plan.epidural_level or plan.index_level
     orientation = str(rng.choice(["standard", "flipped", "oblique"]))
-    series = mr_axial(world, rng, level, orientation=orientation)
+    if cfg.modality == "CT":
+        # the slice thicknesses of a spine CT, up to the 3 mm a long run is reconstructed at
+        slice_mm = float(rng.choice(_CT_SLICE_MM))
+        series = ct_axial(world, rng, orientation=orientation, centre_level=level, slice_mm=slice_mm,
+                          n_slices=int(np.ceil(cfg.ct_span_mm / slice_mm)))  # fmt: skip
+    else:
+        series = mr_axial(world, rng, level, orientation=orientation)
     img, labels = acquire(world, series, rng)
+    spec = cfg.crop
     st = np.asarray(labels["structures"])
     canal = np.where(np.isin(st, (L.SAC, L.CORD, L.EPIDURAL)), st, 0).astype(np.uint8)
     aff = np.asarray(series.affine, dtype=np.float64)
     axis = slice_axis(aff)
     e_l0, e_p0 = crop_frame(aff, axis)
     n_hat = np.cross(e_l0, e_p0)
+    # the crop's central plane: labels of the slab centre (image planes average around it)
     xs, ys = [], []
     # the true canal centre of every slice through sac or cord (as the refiner finds it)
     for c in canal_centres(canal, axis, tumour_fallback=False).values():
@@ -111,8 +144,8 @@ def make_examples(
         t = math.radians(float(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)))
         e_l = math.cos(t) * e_l0 + math.sin(t) * e_p0
         e_p = np.cross(n_hat, e_l)
-        pts = crop_points(centre, e_l, e_p, cfg.crop_px, cfg.pixel_mm)
-        xs.append(normalise_crop(sample_at_points(img, aff, pts, 1)))
+        xs.append(spec.sample(img, aff, centre, e_l, e_p))
+        pts = crop_points(centre, e_l, e_p, spec.size_px, spec.pixel_mm)
         ys.append(sample_at_points(canal, aff, pts, 0).astype(np.uint8))
     if not xs:
         n = cfg.crop_px
@@ -128,7 +161,7 @@ def _load_split(
     xs, ys = [], []
     t0 = time.perf_counter()
     for i, s in enumerate(range(seeds[0], seeds[1])):
-        f = cache / f"canal_{s}_{cfg.crop_px}_{cfg.pixel_mm:g}.npz"
+        f = cache / f"canal_{cfg.modality}_{s}_{cfg.crop_px}_{cfg.pixel_mm:g}_{cfg.planes}.npz"
         if not f.exists():
             x, y = make_examples(s, cfg)
             np.savez_compressed(f, x=x, y=y)
@@ -269,30 +302,28 @@ def _write_card(
 ) -> None:
     import yaml
 
+    what = "T2 MR" if cfg.modality == "MR" else "CT"
     card = {
         "name": cfg.name,
-        "task": "canal refinement on axial T2 MR slices (pipeline.segment.canal)",
+        "task": f"canal refinement on axial {what} slices (pipeline.segment.canal)",
         "architecture": arch,
         "classes": list(CANAL_CLASSES),
-        "crop": {
-            "size_px": cfg.crop_px,
-            "pixel_mm": cfg.pixel_mm,
-            "normalisation": "crop percentiles 1-99 -> 0-1",
-        },  # fmt: skip
+        "input": {"modalities": [cfg.modality]},
+        "crop": cfg.crop.as_card(),
         "weights": "model.safetensors",
         "sha256": sha256,
         "training": {
-            "data": f"synthetic axial T2 stacks, seeds {cfg.train_seeds[0]}-{cfg.train_seeds[1] - 1} "
+            "data": f"synthetic axial {what} stacks, seeds {cfg.train_seeds[0]}-{cfg.train_seeds[1] - 1} "
             f"({n_train} crops); centre jitter {cfg.centre_jitter_mm} mm, rotation "
             f"+-{cfg.rotate_deg} deg, flips, gamma / contrast / noise",
             "steps": steps,
             "batch_size": cfg.batch_size,
             "seconds": round(seconds),
-            "config": "configs/train_canal.yaml",
+            "config": cfg.config_path,
         },
         "metrics": {
             "validation": {
-                "data": f"synthetic axial T2 crops, seeds {cfg.val_seeds[0]}-{cfg.val_seeds[1] - 1} "
+                "data": f"synthetic axial {what} crops, seeds {cfg.val_seeds[0]}-{cfg.val_seeds[1] - 1} "
                 "(true canal centre + jitter)",
                 "dice": history[-1]["dice"] if history else None,
             }

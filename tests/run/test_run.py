@@ -222,3 +222,17 @@ def test_mr_study_graded_on_the_refined_axial_t2(tmp_path, monkeypatch):
     assert truth["escc"]["worst_grade"] == "1c"
     assert esc["worst_grade"] == "1c"
     assert esc["worst_level"] == truth["escc"]["worst_level"]
+
+
+def test_bilsky_is_read_on_the_axial_t2_whenever_the_study_has_one():
+    """CT is the primary series when present, but Bilsky is graded on an axial T2 if there
+    is one (CT alone only estimates it)."""
+    from pipeline.run import _choose
+
+    v = {r: Volume(np.zeros((2, 2, 2), np.float32), np.eye(4), "CT" if r.startswith("ct") else "MR")
+         for r in ("ct_axial", "mr_sagittal_t2", "mr_axial_t2")}  # fmt: skip
+    assert _choose(v)[0::2] == ("ct_axial", "mr_axial_t2")
+    assert _choose({k: v[k] for k in ("mr_sagittal_t2", "mr_axial_t2")})[0::2] == (
+        "mr_sagittal_t2", "mr_axial_t2")  # fmt: skip
+    assert _choose({"ct_axial": v["ct_axial"]})[0::2] == ("ct_axial", None)
+    assert _choose({"mr_axial_t2": v["mr_axial_t2"]})[0::2] == ("mr_axial_t2", None)

@@ -197,3 +197,68 @@ def test_canal_training_recipe_writes_a_loadable_model(tmp_path):
                                                      "cache_dir": "c", "stepz": 1}))  # fmt: skip
     with pytest.raises(ConfigError, match="canal training config"):
         load_canal_config(tmp_path / "c.yaml")
+
+
+def test_slice_axis_of_a_near_isotropic_ct_is_the_head_feet_axis():
+    # 0.8 mm pixels, 1 mm slices along array axis 0: not "clearly thickest" by spacing
+    aff = np.eye(4)
+    aff[:3, :3] = np.stack([[0, 0, 1.0], [0.8, 0, 0], [0, 0.8, 0]], axis=1)
+    assert slice_axis(aff) == 0
+    from pipeline.segment.canal import axial_tilt_deg
+
+    assert axial_tilt_deg(aff) == pytest.approx(0.0)
+    assert axial_tilt_deg(_axial_affine(tilt=30.0)) == pytest.approx(30.0)
+    sag = np.diag([4.0, 0.7, 0.7, 1.0])  # sagittal slab: slices along L
+    assert axial_tilt_deg(sag) == pytest.approx(90.0)
+
+
+def test_crop_spec_window_planes_and_stack_edges():
+    from pipeline.segment.canal import CropSpec
+
+    spec = CropSpec.from_card({"size_px": 16, "pixel_mm": 0.5, "planes": 5, "plane_step_mm": 1.0,
+                               "window": [-100, 150]})  # fmt: skip
+    assert CropSpec.from_card(spec.as_card()) == spec
+    assert "HU window -100 to 150" in spec.as_card()["normalisation"]
+    for bad in ({"window": [150, -100]}, {"planes": 0}):
+        with pytest.raises(ValueError, match="window|planes"):
+            CropSpec.from_card({"size_px": 16, "pixel_mm": 0.5, **bad})
+    # CT-like noise on 1 mm slices: the 5-plane mean is about sqrt(5) less noisy
+    rng = np.random.default_rng(0)
+    aff = np.diag([0.8, 0.8, 1.0, 1.0])
+    img = (25.0 + rng.normal(0, 20, (60, 60, 30))).astype(np.float32)
+    centre, e_l, e_p = np.array([24.0, 24.0, 15.0]), np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+    one = CropSpec(16, 0.5, 1, 1.0, (-100.0, 150.0)).sample(img, aff, centre, e_l, e_p)
+    five = spec.sample(img, aff, centre, e_l, e_p)
+    assert one.dtype == np.float32 and one.shape == (16, 16)
+    assert abs(five.mean() - (25 + 100) / 250) < 0.02
+    assert five.std() < 0.6 * one.std()
+    # on the first slice the planes beyond the stack are left out, not read as 0 HU (0.4)
+    img0 = np.full((60, 60, 30), 80.0, np.float32)
+    edge = spec.sample(img0, aff, np.array([24.0, 24.0, 0.0]), e_l, e_p)
+    assert np.allclose(edge, (80 + 100) / 250, atol=1e-4)
+    # MR: no window, the crop's own percentiles
+    mr = CropSpec(16, 0.5).sample(img, aff, centre, e_l, e_p)
+    assert (
+        mr.min() >= -0.5
+        and mr.max() <= 1.5
+        and np.percentile(mr, 50) == pytest.approx(0.5, abs=0.1)
+    )
+
+
+def test_canal_training_config_ct(tmp_path):
+    """A CT recipe renders crops of the 3 mm slab in the soft-tissue window."""
+    from pipeline.train.canal import load_canal_config, make_examples
+
+    cfg = load_canal_config(Path(__file__).resolve().parents[2] / "configs" / "train_canal_ct.yaml",
+                            crop_px=48, ct_span_mm=20)  # fmt: skip
+    assert cfg.modality == "CT" and cfg.crop.planes == 5 and cfg.crop.window == (-100.0, 150.0)
+    assert cfg.config_path is not None and cfg.config_path.endswith("train_canal_ct.yaml")
+    x, y = make_examples(9200000, cfg)
+    assert x.shape[1:] == (48, 48) and len(x) == len(y) > 3
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert set(np.unique(y).tolist()) >= {0, 1}
+    (tmp_path / "c.yaml").write_text(
+        "task: canal_refine\nout_dir: o\ncache_dir: c\nmodality: PET\n"
+    )
+    with pytest.raises(ConfigError, match="modality must be MR or CT"):
+        load_canal_config(tmp_path / "c.yaml")
