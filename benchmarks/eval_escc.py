@@ -131,6 +131,8 @@ def main() -> int:
     ap.add_argument("--no-truth", action="store_true", help="skip grading the true labels")
     ap.add_argument("--canal-model", default=None,
                     help="canal refinement model (folder) applied to the cached segmentation")  # fmt: skip
+    ap.add_argument("--gate-mm", type=float, default=None,
+                    help="override the canal model's coarse-tumour gate (mm; -1: no gate)")  # fmt: skip
     ap.add_argument("--series", default="t2_ax",
                     help="the NIfTI series graded: t2_ax (MR) or ct_axial (CT)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
@@ -149,6 +151,8 @@ def main() -> int:
 
         torch.set_num_threads(a.threads)
         refiner = CanalRefiner(a.canal_model, torch.device("cpu"))
+        if a.gate_mm is not None:
+            refiner.tumour_gate_mm = None if a.gate_mm < 0 else a.gate_mm
     studies = sorted(
         d
         for d in (a.cohort / "studies").glob("s*")
@@ -177,6 +181,7 @@ def main() -> int:
     res = {
         "escc": {k: cfg["escc"][k] for k in over},
         "canal_model": a.canal_model,
+        "gate_mm": None if refiner is None else refiner.tumour_gate_mm,
         "model": summary(t_all, p_model),
     }
     if p_truth:

@@ -237,13 +237,18 @@ class BuiltinSegmenter:
         t = time.perf_counter()
         refiner = CanalRefiner.cached(folder, self.device)
         st, n = refiner.refine(volume.array, volume.affine, seg.structures.array)
+        note = f"canal re-segmented at {refiner.card.pixel_mm:g} mm on {n} slices"
+        if refiner.tumour_gate_mm is not None:
+            note += (
+                f", epidural tumour kept within {refiner.tumour_gate_mm:g} mm of the 3-D "
+                "model's tumour or bone lesion"
+            )
         meta["canal_refine"] = {
             "applied": n > 0,
             "model": refiner.card.name,
             "slices": n,
-            "note": f"canal re-segmented at {refiner.card.pixel_mm:g} mm on {n} slices"
-            if n
-            else "no canal found on any slice: nothing to refine",
+            "tumour_gate_mm": refiner.tumour_gate_mm,
+            "note": note if n else "no canal found on any slice: nothing to refine",
         }
         meta["timings"] = {
             **dict(meta.get("timings", {})),

@@ -129,6 +129,9 @@ class CanalCard:
     weights: str
     sha256: str | None
     raw: dict[str, Any]
+    #: epidural tumour only within this distance (mm) of the coarse model's epidural
+    #: tumour or osseous lesion (None: anywhere)
+    tumour_gate_mm: float | None = None
 
     @property
     def crop_px(self) -> int:
@@ -154,6 +157,7 @@ class CanalCard:
                 folder=card_path.parent,
                 architecture=dict(raw["architecture"]),
                 crop=CropSpec.from_card(dict(raw["crop"])),
+                tumour_gate_mm=_gate(raw),
                 weights=str(raw.get("weights", "model.safetensors")),
                 sha256=raw.get("sha256"),
                 raw=raw,
@@ -163,6 +167,13 @@ class CanalCard:
 #: A voxel axis at least this many times the others' spacing is the slice axis; below
 #: (near-isotropic CT), the axis closest to the patient's head-feet direction is.
 THICK_AXIS_RATIO = 1.2
+
+
+def _gate(raw: dict[str, Any]) -> float | None:
+    gate = (raw.get("gate") or {}).get("coarse_tumour_within_mm")
+    if gate is not None and float(gate) < 0:
+        raise ValueError(f"gate.coarse_tumour_within_mm must be >= 0, not {gate}")
+    return None if gate is None else float(gate)
 
 
 def slice_axis(affine: FArr) -> int:
@@ -324,6 +335,7 @@ class CanalRefiner:
 
         self.card = CanalCard.load(model)
         self.device = device
+        self.tumour_gate_mm = self.card.tumour_gate_mm
         self.net = load_network(self.card, device)  # type: ignore[arg-type]
 
     @classmethod
@@ -360,9 +372,46 @@ class CanalRefiner:
         lps_c = {k: affine[:3, :3] @ centres[k] + affine[:3, 3] for k in ks}
         crops = np.stack([spec.sample(img, affine, lps_c[k], e_l, e_p) for k in ks])
         prob = self._predict(crops)
+        if self.tumour_gate_mm is not None:
+            self._gate_tumour(prob, [lps_c[k] for k in ks], e_l, e_p, affine, out)
         for k, pk in zip(ks, prob, strict=True):
             paste_slice(out, axis, k, affine, lps_c[k], e_l, e_p, pk, spec.pixel_mm)
         return out, len(ks)
+
+    def _gate_tumour(
+        self,
+        prob: npt.NDArray[np.float32],
+        centres: list[FArr],
+        e_l: FArr,
+        e_p: FArr,
+        affine: FArr,
+        coarse: npt.NDArray[np.integer],
+    ) -> None:
+        """No epidural tumour (probability 0) farther than the gate from the coarse tumour.
+
+        Epidural metastases grow from a vertebral lesion into the canal (Bilsky et al.,
+        J Neurosurg Spine 2010;13:324-8), and the 3-D model sees each vertebra and its
+        lesion in context: epidural tumour is kept only within ``tumour_gate_mm`` of the
+        coarse model's epidural tumour or osseous lesion; the 2-D model redraws *where* it
+        is. On CT without intrathecal contrast, normal epidural soft tissue (ligamentum
+        flavum, veins) is close to tumour in attenuation, and the 2-D crop alone cannot
+        tell them apart.
+        """
+        from scipy.spatial import cKDTree
+
+        src = np.argwhere(np.isin(np.asarray(coarse), (L.EPIDURAL, L.LYTIC, L.BLASTIC)))
+        src = src[:: max(1, len(src) // 200_000)]  # a 10 mm gate needs no voxel-exact source
+        n = prob.shape[-1]
+        if len(src) == 0:
+            prob[:, CANAL_CLASSES.index("epidural")] = 0.0
+            return
+        tree = cKDTree(src @ affine[:3, :3].T + affine[:3, 3])
+        gate = float(self.tumour_gate_mm)  # type: ignore[arg-type]
+        for i, c in enumerate(centres):
+            pts = crop_points(c, e_l, e_p, n, self.card.pixel_mm).reshape(-1, 3)
+            d, _ = tree.query(pts, distance_upper_bound=gate + 1e-6)
+            far = ~np.isfinite(d).reshape(n, n)
+            prob[i, CANAL_CLASSES.index("epidural")][far] = 0.0
 
     def _predict(self, crops: npt.NDArray[np.float32], batch: int = 32) -> npt.NDArray[np.float32]:
         outs = []

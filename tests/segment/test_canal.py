@@ -262,3 +262,49 @@ def test_canal_training_config_ct(tmp_path):
     )
     with pytest.raises(ConfigError, match="modality must be MR or CT"):
         load_canal_config(tmp_path / "c.yaml")
+
+
+def test_tumour_gate_keeps_epidural_tumour_near_the_coarse_tumour_or_lesion(tmp_path, monkeypatch):
+    """With a gate, the 2-D model may redraw epidural tumour only near the 3-D model's
+    epidural tumour or osseous lesion; without one (the MR model), anywhere."""
+    import yaml
+
+    folder = _tiny_canal_model(tmp_path / "gated")
+    card = yaml.safe_load((folder / "card.yaml").read_text())
+    card["gate"] = {"coarse_tumour_within_mm": 5.0}
+    (folder / "card.yaml").write_text(yaml.safe_dump(card))
+    ref = CanalRefiner(folder, torch.device("cpu"))
+    assert ref.tumour_gate_mm == 5.0
+
+    def all_tumour(crops, batch=32):  # a network that calls every pixel epidural tumour
+        p = np.zeros((len(crops), 4, *crops.shape[1:]), np.float32)
+        p[:, 3] = 0.7
+        p[:, 1] = 0.3
+        return p
+
+    monkeypatch.setattr(ref, "_predict", all_tumour)
+    aff = _axial_affine()
+    shape = (80, 80, 4)
+    idx = np.indices(shape).reshape(3, -1).T
+    pts = (idx @ aff[:3, :3].T + aff[:3, 3]).reshape(*shape, 3)
+    st = _canal_world(pts, pts[40, 40, 1])
+    st[st == L.EPIDURAL] = L.SAC  # the coarse model found no tumour
+    img = np.zeros(shape, np.float32)
+    out, n = ref.refine(img, aff, st)
+    assert n == 4 and not (out == L.EPIDURAL).any()
+    # a coarse lytic lesion at one spot: tumour allowed within 5 mm of it only
+    st2 = st.copy()
+    st2[30, 40, :] = L.LYTIC  # 7 mm from the canal centre
+    out2, _ = ref.refine(img, aff, st2)
+    tum = np.argwhere(out2 == L.EPIDURAL)
+    assert len(tum) > 0
+    d = np.linalg.norm((tum[:, :2] - [30, 40]) * 0.7, axis=1)
+    assert d.max() <= 5.0 + 0.7
+    # no gate: the network's tumour stands
+    ref.tumour_gate_mm = None
+    out3, _ = ref.refine(img, aff, st)
+    assert (out3 == L.EPIDURAL).sum() > (out2 == L.EPIDURAL).sum()
+    card["gate"] = {"coarse_tumour_within_mm": -1}
+    (folder / "card.yaml").write_text(yaml.safe_dump(card))
+    with pytest.raises(ConfigError, match="coarse_tumour_within_mm"):
+        CanalCard.load(folder)
