@@ -24,14 +24,23 @@ def register(sub: Any) -> None:
     p.add_argument("--model", help="built-in model name or folder (default: the shipped model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--modality", choices=("CT", "MR"), help="modality of a NIfTI input")
+    p.add_argument(
+        "--refine-canal",
+        action="store_true",
+        help="builtin: re-segment the canal of an axial series at 0.5 mm with the canal model "
+        "the model card names (what spinemet run does to the series it grades Bilsky on)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Segment and write ``vertebrae/structures/parts.nii.gz`` and ``segmentation.json``."""
+    from pipeline.errors import InputError
     from pipeline.io import open_study, write_nifti
     from pipeline.segment import get_segmenter
 
+    if args.refine_canal and args.backend != "builtin":
+        raise InputError("OPTION_INVALID", "--refine-canal needs the builtin backend")
     study = open_study(args.input, modality=args.modality)
     vol = study.primary
     kw: dict[str, Any] = {}
@@ -39,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
         kw = {"path": args.labels, "class_map": args.class_map}
     else:
         kw = {"model": args.model}
-    seg = get_segmenter(args.backend, device=args.device, **kw).segment(vol)
+    backend = get_segmenter(args.backend, device=args.device, **kw)
+    seg = backend.segment(vol)
+    if args.refine_canal:
+        seg = backend.refine_canal(vol, seg)  # type: ignore[attr-defined]
+        print(f"canal refinement: {seg.meta['canal_refine']['note']}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("vertebrae", "structures", "parts"):

@@ -33,3 +33,19 @@ def test_segment_cli_reports_a_missing_label_file_as_one_line(tmp_path: Path, ca
                "--out", str(tmp_path)])  # fmt: skip
     assert rc == 2
     assert "INPUT_NOT_FOUND" in capsys.readouterr().err
+
+
+def test_segment_cli_refines_the_canal_on_request(tmp_path: Path, capsys) -> None:
+    """``--refine-canal``: the built-in model, then the CT canal model its card names."""
+    if not TS_CT.exists():
+        pytest.skip("ts-example-ct-dicom not available")
+    rc = main(["segment", str(TS_CT / "dicom"), "--backend", "labels", "--labels",
+               str(TS_CT / "example_seg_dicom_totalseg_fast.nii.gz"), "--refine-canal",
+               "--out", str(tmp_path)])  # fmt: skip
+    assert rc == 2 and "OPTION_INVALID" in capsys.readouterr().err
+    rc = main(["segment", str(TS_CT / "dicom"), "--refine-canal", "--device", "cpu",
+               "--out", str(tmp_path)])  # fmt: skip
+    assert rc == 0
+    info = json.loads((tmp_path / "segmentation.json").read_text())["meta"]["canal_refine"]
+    assert info["applied"] and info["model"] == "spinemet-canal-ct" and info["slices"] > 10
+    assert "canal refinement: canal re-segmented" in capsys.readouterr().out
