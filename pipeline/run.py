@@ -25,6 +25,7 @@ import numpy as np
 from pipeline import labels as L
 from pipeline.errors import InputError, SpinemetError
 from pipeline.features import extract_features, load_config
+from pipeline.features.crossseries import adopt_numbering, numbering_check
 from pipeline.features.record import scoring_inputs, sins_block
 from pipeline.features.types import ImagingFeatures
 from pipeline.io.volume import Volume
@@ -86,65 +87,6 @@ def _choose(volumes: dict[str, Volume]) -> tuple[str, Volume, str | None]:
              "mr_axial_t2")  # fmt: skip
     role = next((r for r in roles if r in volumes), next(iter(volumes)))
     return role, volumes[role], (escc if escc != role else None)
-
-
-def _numbering_check(graded: ImagingFeatures, primary: ImagingFeatures) -> str | None:
-    """Says so when the graded series numbers the worst vertebra otherwise than the primary.
-
-    The two series are numbered independently; on 60 held-out synthetic MR studies the
-    axial T2's own name for the worst level was right more often (37 of 50) than the
-    sagittal name of the same vertebra (29 of 50), so the graded series' name is kept and
-    a disagreement is reported rather than resolved.
-    """
-    from pipeline.features.crossseries import match_levels
-
-    worst = graded.escc.worst_level
-    if worst is None:
-        return None
-    mapping = match_levels(
-        [(v.level, v.body_centre_lps) for v in graded.vertebrae],
-        [(v.level, v.body_centre_lps) for v in primary.vertebrae],
-    )
-    other = mapping.get(worst)
-    if other is None or other == worst:
-        return None
-    return (
-        f"the worst Bilsky level is numbered {worst} on the series it was graded on but "
-        f"{other} on the {primary.modality} series the levels were read on: numbering uncertain"
-    )
-
-
-def _adopt_ct_numbering(graded: ImagingFeatures, primary: ImagingFeatures) -> str | None:
-    """Name the graded axial T2's levels as the study's CT does (in place); say so if it changed.
-
-    The CT covers the run and is numbered from its anchors (sacrum, C2, the whole column);
-    the axial T2 sees a few vertebrae and numbers them on its own. Each graded vertebra
-    takes the name of the CT vertebra at the same position (:func:`match_levels`);
-    unmatched ones keep theirs, and nothing changes when the renaming would merge two.
-    """
-    from pipeline.features.crossseries import match_levels
-
-    esc = graded.escc
-    mapping = match_levels(
-        [(v.level, v.body_centre_lps) for v in graded.vertebrae],
-        [(v.level, v.body_centre_lps) for v in primary.vertebrae],
-    )
-    new_names = {k: mapping.get(k, k) for k in esc.per_level}
-    if not mapping or len(set(new_names.values())) < len(new_names):
-        return None
-    old_worst = esc.worst_level
-    esc.per_level = {new_names[k]: g for k, g in esc.per_level.items()}
-    renamed = {id(x): x for x in [*esc.slices, esc.worst_slice] if x is not None}
-    for sl in renamed.values():
-        sl.level = new_names.get(sl.level, sl.level)
-    if old_worst is not None:
-        esc.worst_level = new_names.get(old_worst, old_worst)
-    if old_worst is None or esc.worst_level == old_worst:
-        return None
-    return (
-        f"the worst Bilsky level, numbered {old_worst} on the axial T2 alone, is named "
-        f"{esc.worst_level} as on the CT (same position)"
-    )
 
 
 def _say_canal_refined(features: ImagingFeatures, seg: Any) -> None:
@@ -313,9 +255,7 @@ def run_study(
             )
             if fa.escc.provenance != "not_assessable":
                 f.escc = fa.escc
-                clash = (
-                    _adopt_ct_numbering(fa, f) if f.modality == "CT" else _numbering_check(fa, f)
-                )
+                clash = adopt_numbering(fa, f) if f.modality == "CT" else numbering_check(fa, f)
                 if clash:
                     f.escc.why += f"; {clash}"
                     f.messages.append(clash)

@@ -85,8 +85,7 @@ class Volume:
 
     def lps_to_index(self, lps: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Map LPS millimetres, shape (..., 3), to (fractional) voxel indices."""
-        p = np.asarray(lps, dtype=np.float64) - self.affine[:3, 3]
-        return p @ np.linalg.inv(self.affine[:3, :3]).T
+        return lps_to_index(lps, self.affine)
 
     def with_array(self, array: npt.NDArray[Any], **meta: Any) -> Volume:
         """Return a volume on the same grid holding another array (e.g. a label map)."""
@@ -143,6 +142,12 @@ def index_to_lps(ijk: npt.ArrayLike, affine: npt.ArrayLike) -> npt.NDArray[np.fl
     return np.asarray(ijk, dtype=np.float64) @ aff[:3, :3].T + aff[:3, 3]
 
 
+def lps_to_index(lps: npt.ArrayLike, affine: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Map LPS millimetres, shape (..., 3), to (fractional) voxel indices of ``affine``."""
+    aff = np.asarray(affine, dtype=np.float64)
+    return (np.asarray(lps, dtype=np.float64) - aff[:3, 3]) @ np.linalg.inv(aff[:3, :3]).T
+
+
 def sample_at_points(
     arr: npt.ArrayLike, affine: npt.ArrayLike, pts: npt.ArrayLike, order: int, cval: float = 0.0
 ) -> npt.NDArray[Any]:
@@ -155,8 +160,7 @@ def sample_at_points(
     """
     from scipy import ndimage
 
-    aff = np.asarray(affine, dtype=np.float64)
-    ijk = (np.asarray(pts, dtype=np.float64) - aff[:3, 3]) @ np.linalg.inv(aff[:3, :3]).T
+    ijk = lps_to_index(pts, affine)
     near = np.rint(ijk)
     ijk = np.where(np.abs(ijk - near) < 1e-6, near, ijk)
     return ndimage.map_coordinates(

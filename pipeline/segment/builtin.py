@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from pipeline import labels as L
 from pipeline.errors import ConfigError, InputError
-from pipeline.io.volume import Volume, index_to_lps
+from pipeline.io.volume import Volume, index_to_lps, lps_to_index
 from pipeline.preprocess import (
     channel_argmax,
     model_input,
@@ -36,11 +36,6 @@ from pipeline.segment.model import (
     target_to_level,
 )
 from pipeline.segment.types import SpineSegmentation
-
-#: The canal model reads axial slices: an axial stack angled to the spine (an oblique
-#: axial T2 follows the local curve; lumbosacral and cervical ones lean 20-40 deg) is
-#: refined, a sagittal or coronal series (90 deg) is not.
-MAX_AXIAL_TILT_DEG = 50.0
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -218,7 +213,7 @@ class BuiltinSegmenter:
         records ``applied``, the ``model``, the number of ``slices`` refined and a
         ``note``. Only the sac, cord and epidural-tumour labels change.
         """
-        from pipeline.segment.canal import axial_tilt_deg
+        from pipeline.segment.canal import MAX_AXIAL_TILT_DEG, axial_tilt_deg
 
         meta = dict(seg.meta)
         folder, why_not = self._canal_model(volume.modality)
@@ -322,7 +317,7 @@ def _source_box(
         [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], float
     )
     lps = index_to_lps(corners, model_affine)
-    s_idx = (lps - src_affine[:3, 3]) @ np.linalg.inv(src_affine[:3, :3]).T
+    s_idx = lps_to_index(lps, src_affine)
     s_lo = np.clip(np.floor(s_idx.min(0)).astype(int), 0, np.array(src_shape) - 1)
     s_hi = np.clip(np.ceil(s_idx.max(0)).astype(int) + 1, 1, np.array(src_shape))
     box = tuple(slice(int(a), int(b)) for a, b in zip(s_lo, s_hi, strict=True))

@@ -36,7 +36,7 @@ import torch
 from scipy import ndimage
 
 from pipeline import labels as L
-from pipeline.io.volume import sample_at_points
+from pipeline.io.volume import index_to_lps, lps_to_index, sample_at_points
 
 #: Output classes of the canal network, in channel order.
 CANAL_CLASSES: tuple[str, ...] = ("background", "sac", "cord", "epidural")
@@ -118,6 +118,14 @@ class CropSpec:
         return normalise_crop(np.nan_to_num(mean, nan=0.0), self.window)
 
 
+def _gate(raw: dict[str, Any]) -> float | None:
+    """The card's ``gate.coarse_tumour_within_mm`` (mm), or None."""
+    gate = (raw.get("gate") or {}).get("coarse_tumour_within_mm")
+    if gate is not None and float(gate) < 0:
+        raise ValueError(f"gate.coarse_tumour_within_mm must be >= 0, not {gate}")
+    return None if gate is None else float(gate)
+
+
 @dataclass
 class CanalCard:
     """The canal model's card: architecture, crop geometry and weights."""
@@ -169,13 +177,6 @@ class CanalCard:
 THICK_AXIS_RATIO = 1.2
 
 
-def _gate(raw: dict[str, Any]) -> float | None:
-    gate = (raw.get("gate") or {}).get("coarse_tumour_within_mm")
-    if gate is not None and float(gate) < 0:
-        raise ValueError(f"gate.coarse_tumour_within_mm must be >= 0, not {gate}")
-    return None if gate is None else float(gate)
-
-
 def slice_axis(affine: FArr) -> int:
     """The through-plane axis of an axial stack.
 
@@ -189,6 +190,12 @@ def slice_axis(affine: FArr) -> int:
     if sp[thick] >= THICK_AXIS_RATIO * others.max():
         return thick
     return int(np.argmax(np.abs(m[2]) / sp))
+
+
+#: The canal models read axial slices: an axial stack angled to the spine (an oblique
+#: axial T2 follows the local curve; lumbosacral and cervical ones lean 20-40 deg) is
+#: refined, a sagittal or coronal series (90 deg) is not.
+MAX_AXIAL_TILT_DEG = 50.0
 
 
 def axial_tilt_deg(affine: FArr) -> float:
@@ -294,7 +301,7 @@ def paste_slice(
     # 260,000 pixels, the crop's footprint a few thousand)
     corners = np.array([[a, b] for a in (-half, half) for b in (-half, half)]) * pixel_mm
     lps = centre + corners[:, :1] * e_l + corners[:, 1:] * e_p
-    ijk = (lps - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
+    ijk = lps_to_index(lps, affine)
     shape = out.shape
     ranges = []
     for ax in range(3):
@@ -307,7 +314,7 @@ def paste_slice(
             return
         ranges.append(np.arange(lo, hi + 1))
     idx = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
-    rel = (idx @ affine[:3, :3].T + affine[:3, 3]) - centre
+    rel = index_to_lps(idx, affine) - centre
     u, v = rel @ e_l / pixel_mm + half, rel @ e_p / pixel_mm + half
     inside = (u >= 0) & (u <= n - 1) & (v >= 0) & (v <= n - 1)
     if not inside.any():
@@ -369,7 +376,7 @@ class CanalRefiner:
             return out, 0
         img = np.asarray(image, dtype=np.float32)
         ks = sorted(centres)
-        lps_c = {k: affine[:3, :3] @ centres[k] + affine[:3, 3] for k in ks}
+        lps_c = {k: index_to_lps(centres[k], affine) for k in ks}
         crops = np.stack([spec.sample(img, affine, lps_c[k], e_l, e_p) for k in ks])
         prob = self._predict(crops)
         if self.tumour_gate_mm is not None:
@@ -405,7 +412,7 @@ class CanalRefiner:
         if len(src) == 0:
             prob[:, CANAL_CLASSES.index("epidural")] = 0.0
             return
-        tree = cKDTree(src @ affine[:3, :3].T + affine[:3, 3])
+        tree = cKDTree(index_to_lps(src, affine))
         gate = float(self.tumour_gate_mm)  # type: ignore[arg-type]
         for i, c in enumerate(centres):
             pts = crop_points(c, e_l, e_p, n, self.card.pixel_mm).reshape(-1, 3)

@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from pipeline import labels as L
 from pipeline.errors import ConfigError
-from pipeline.io.volume import sample_at_points
+from pipeline.io.volume import index_to_lps, sample_at_points
 from pipeline.paths import load_yaml
 from pipeline.segment.canal import (
     CANAL_CLASSES,
@@ -138,7 +138,7 @@ def make_examples(
     xs, ys = [], []
     # the true canal centre of every slice through sac or cord (as the refiner finds it)
     for c in canal_centres(canal, axis, tumour_fallback=False).values():
-        centre = aff[:3, :3] @ c + aff[:3, 3]
+        centre = index_to_lps(c, aff)
         j = rng.normal(0.0, cfg.centre_jitter_mm, 2)
         centre = centre + j[0] * e_l0 + j[1] * e_p0
         t = math.radians(float(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)))

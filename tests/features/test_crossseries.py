@@ -46,13 +46,13 @@ def _features(names_centres, worst):
 
 
 def test_run_says_when_the_two_numberings_disagree_on_the_worst_level():
-    from pipeline.run import _numbering_check
+    from pipeline.features.crossseries import numbering_check
 
     axial = _features([("T8", (0.0, 10.0, 100.0)), ("T9", (0.0, 11.0, 72.0))], worst="T9")
     same = _features([("T8", (0.0, 10.0, 101.0)), ("T9", (0.0, 11.0, 73.0))], worst=None)
     shifted = _features([("T7", (0.0, 10.0, 101.0)), ("T8", (0.0, 11.0, 73.0))], worst=None)
-    assert _numbering_check(axial, same) is None
-    msg = _numbering_check(axial, shifted)
+    assert numbering_check(axial, same) is None
+    msg = numbering_check(axial, shifted)
     assert msg is not None and "numbered T9" in msg and "T8 on the MR series" in msg
     assert "uncertain" in msg
 
@@ -62,8 +62,8 @@ def test_axial_t2_levels_take_the_ct_names_in_a_ct_plus_mr_study():
     after the CT vertebra at the same position; unmatched ones keep their names."""
     import dataclasses
 
+    from pipeline.features.crossseries import adopt_numbering
     from pipeline.features.types import SliceMeasurement
-    from pipeline.run import _adopt_ct_numbering
 
     axial = _features(
         [("T8", (0.0, 10.0, 100.0)), ("T9", (0.0, 11.0, 72.0)), ("T10", (0.0, 12.0, 44.0))],
@@ -76,15 +76,15 @@ def test_axial_t2_levels_take_the_ct_names_in_a_ct_plus_mr_study():
     axial.escc.slices, axial.escc.worst_slice = [sl], sl
     ct = _features([("T7", (0.0, 10.0, 101.0)), ("T8", (0.0, 11.0, 73.0))], worst=None)
     ct.modality = "CT"
-    msg = _adopt_ct_numbering(axial, ct)
+    msg = adopt_numbering(axial, ct)
     assert axial.escc.worst_level == "T8" and axial.escc.worst_slice.level == "T8"
     assert axial.escc.per_level == {"T7": "0", "T8": "1c", "T10": "0"}
     assert msg is not None and "numbered T9 on the axial T2 alone" in msg and "T8" in msg
     # the same numbering: nothing to say, names unchanged
     again = _features([("T7", (0.0, 10.0, 100.0)), ("T8", (0.0, 11.0, 72.0))], worst="T8")
-    assert _adopt_ct_numbering(again, ct) is None and again.escc.worst_level == "T8"
+    assert adopt_numbering(again, ct) is None and again.escc.worst_level == "T8"
     # a renaming that would merge two graded vertebrae into one name is not made
     clash = _features([("T9", (0.0, 11.0, 73.0)), ("T8", (0.0, 10.0, 101.0))], worst="T9")
     clash.escc.per_level["T7"] = "0"
-    assert _adopt_ct_numbering(clash, ct) is None
+    assert adopt_numbering(clash, ct) is None
     assert set(clash.escc.per_level) == {"T9", "T8", "T7"}

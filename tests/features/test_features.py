@@ -21,6 +21,17 @@ def _run(ph, kind="axial", modality="CT", fov=(50.0, 90.0, 140.0), centre=(0.0, 
     return extract_features(img, r["vertebrae"], r["structures"], r["parts"], **kw), r
 
 
+def _features_with_ct(r, aff, ct):
+    """Features of a rendered phantom (its true label maps) on a given CT array."""
+    return extract_features(Volume(ct, aff, "CT"), r["vertebrae"], r["structures"], r["parts"])
+
+
+def _air_test_phantom(ph):
+    """An axial 1 mm CT of ``ph`` (T8-T11 field of view) and its rendering."""
+    shape, aff = grid("axial", 1.0, fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
+    return render(ph, shape, aff), aff
+
+
 def _asymmetric():
     """T10: lytic body + LEFT pedicle lesion, 40% anterior wedge, grade 2; T8-T9 slipped 6 mm forward."""
     ph = default_phantom(15, 5)
@@ -122,15 +133,14 @@ def test_lesion_voxels_at_air_attenuation_are_ignored_on_ct():
     """A model that paints 'lesion' onto air must not create a lytic vertebra."""
     ph = default_phantom(15, 4)
     ph.vertebrae[2].lesion = "lytic"
-    shape, aff = grid("axial", 1.0, fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
-    r = render(ph, shape, aff)
+    r, aff = _air_test_phantom(ph)
     ct = r["ct"].copy()
     les = np.isin(r["structures"], (L.LYTIC, L.BLASTIC)) & (r["vertebrae"] == 17)
     assert les.sum() > 100
-    f_ok = extract_features(Volume(ct, aff, "CT"), r["vertebrae"], r["structures"], r["parts"])
+    f_ok = _features_with_ct(r, aff, ct)
     assert f_ok.vertebra("T10").involved
     ct[les] = -1000.0  # the 'lesion' is air
-    f = extract_features(Volume(ct, aff, "CT"), r["vertebrae"], r["structures"], r["parts"])
+    f = _features_with_ct(r, aff, ct)
     assert not f.vertebra("T10").involved
     assert any("fat or air" in m for m in f.messages)
 
@@ -240,12 +250,11 @@ def test_epidural_tumour_at_air_attenuation_is_ignored_on_ct():
     """'Epidural tumour' painted onto air (a model error seen on a real thin CT) grades 0."""
     ph = default_phantom(15, 4)
     ph.vertebrae[1].escc = "2"
-    shape, aff = grid("axial", 1.0, fov=(50.0, 76.0, 110.0), centre=(0.0, 0.0, 21.0))
-    r = render(ph, shape, aff)
+    r, aff = _air_test_phantom(ph)
     ct = r["ct"].copy()
-    f_ok = extract_features(Volume(ct, aff, "CT"), r["vertebrae"], r["structures"], r["parts"])
+    f_ok = _features_with_ct(r, aff, ct)
     assert f_ok.escc.worst_grade == "2"
     ct[r["structures"] == L.EPIDURAL] = -1000.0
-    f = extract_features(Volume(ct, aff, "CT"), r["vertebrae"], r["structures"], r["parts"])
+    f = _features_with_ct(r, aff, ct)
     assert f.escc.worst_grade == "0"
     assert any("epidural-tumour voxels" in m and "fat or air" in m for m in f.messages)
