@@ -13,8 +13,9 @@ view) is identified when the predicted vertebra of its number has its centroid w
     python benchmarks/eval_levels.py --cohort /tmp/cohortM --cache /tmp/levels-M-slab \\
         --model models/spinemet-unet-2mm-slab
 
-``--model`` runs that model itself (the thin-input routing of ``spinemet run`` is not
-applied here: the cache holds one model's outputs).
+``--model`` runs that model itself; ``--route`` applies the thin-input routing of
+``spinemet run`` instead (a sagittal MR slab goes to the card's thin-input model), as a
+mixed cohort needs.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ def _series(study: Path) -> tuple[Path, str]:
     return (ct, "CT") if ct.exists() else (study / "nifti" / "t2_sag.nii.gz", "MR")
 
 
-def cache_study(seg: object, study: Path, out: Path) -> None:
+def cache_study(seg: object, study: Path, out: Path, route: bool = False) -> None:
     """Model-grid semantic map, level estimate and true vertebrae of one study."""
     from pipeline.io.nifti import read_nifti
     from pipeline.preprocess import resample_labels_nearest
 
     img, modality = _series(study)
     _, on_model, x = seg.model_grid_input(read_nifti(img, modality))  # type: ignore[attr-defined]
+    if route:  # the thin-input routing of spinemet run (sagittal MR slabs)
+        seg, _ = seg._runner_for(tuple(on_model.shape), modality)  # type: ignore[attr-defined]
+        _, on_model, x = seg.model_grid_input(read_nifti(img, modality))  # type: ignore[attr-defined]
     sem, est = seg.split_logits(seg.logits(x))  # type: ignore[attr-defined]
     truth = read_nifti(study / "labels" / img.name.replace(".nii.gz", "") / "vertebrae.nii.gz")
     np.savez_compressed(
@@ -67,6 +71,7 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--route", action="store_true", help="thin-input routing as spinemet run")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
     import torch
@@ -83,7 +88,7 @@ def main() -> int:
         f = a.cache / f"{d.name}.npz"
         if not f.exists():
             seg = seg or BuiltinSegmenter.cached(a.model, "cpu")
-            cache_study(seg, d, f)
+            cache_study(seg, d, f, route=a.route)
         z = np.load(f)
         vert, *_, why = derive_maps(z["sem"], z["affine"], z["est"])
         ok, n = identification(vert, z["truth"], z["affine"])

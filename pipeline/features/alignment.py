@@ -37,6 +37,7 @@ class PairAlignment:
     focal_kyphosis_deg: float
     focal_scoliosis_deg: float
     focal_from_neighbours: bool
+    sagittal_only: bool = False
 
 
 def posterior_wall_centre(g: VertebraGeometry, band_fraction: float = 0.2) -> FArr:
@@ -84,7 +85,7 @@ def consecutive(upper: int, lower: int) -> bool:
 def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
     """Alignment of every pair of adjacent vertebrae, head to feet."""
     raw: list[
-        tuple[VertebraGeometry, VertebraGeometry, float, float, float, float, float] | None
+        tuple[VertebraGeometry, VertebraGeometry, float, float, float, float, float, bool] | None
     ] = []
     for u, w in zip(geos[:-1], geos[1:], strict=True):
         # C1 has no body; the sacrum's posterior wall does not continue the lumbar one
@@ -93,8 +94,10 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
             or u.body_mask.sum() < 10
             or w.body_mask.sum() < 10
             or w.label == 26
-            or u.cut_by_fov  # a partly seen body has no reliable wall or axis
-            or w.cut_by_fov
+            # a partly seen body has no reliable wall or axis, except one cut only
+            # left-right (a sagittal slab): its sagittal-plane wall and axis are whole
+            or (u.cut_by_fov and not u.cut_laterally_only)
+            or (w.cut_by_fov and not w.cut_laterally_only)
         ):
             raw.append(None)
             continue
@@ -106,22 +109,24 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
         a_mean = a_mean - (a_mean @ axis) * axis
         a_mean = a_mean / max(float(np.linalg.norm(a_mean)), 1e-9)
         lat = np.cross(-a_mean, axis)
+        sag = u.cut_by_fov or w.cut_by_fov  # lateral offset and coronal angle not measurable
         raw.append(
             (
                 u,
                 w,
                 float(np.linalg.norm(perp)),
                 float(perp @ a_mean),
-                float(perp @ lat),
+                0.0 if sag else float(perp @ lat),
                 _angle(u.s, w.s, w.a),
-                _angle(u.s, w.s, w.l),
+                0.0 if sag else _angle(u.s, w.s, w.l),
+                sag,
             )
         )
     out: list[PairAlignment] = []
     for i, r in enumerate(raw):
         if r is None:
             continue
-        u, w, t, tap, tlat, ky, sc = r
+        u, w, t, tap, tlat, ky, sc, sag = r
         # normal curvature: of up to two segments on each side, the one most like this
         # segment, so that one deformed segment neither hides itself nor makes its
         # neighbours look deformed the other way
@@ -132,7 +137,9 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
         ]
         if nb:
             ky_ref = float(min((n[5] for n in nb), key=lambda a: abs(a - ky)))
-            sc_ref = float(min((n[6] for n in nb), key=lambda a: abs(a - sc)))
+            # coronal references only from segments seen whole left-right
+            sc_nb = [n[6] for n in nb if not n[7]]
+            sc_ref = float(min(sc_nb, key=lambda a: abs(a - sc))) if sc_nb and not sag else 0.0
             # the same for the wall offset (lordosis and level-to-level size changes
             # offset normal posterior walls by 1-2 mm): subtract the most similar
             # neighbouring offset, as a vector (AP, lateral)
@@ -157,6 +164,7 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
                 focal_kyphosis_deg=round(ky - ky_ref, 3),
                 focal_scoliosis_deg=round(sc - sc_ref, 3),
                 focal_from_neighbours=bool(nb),
+                sagittal_only=sag,
             )
         )
     return out

@@ -88,10 +88,14 @@ def _alignment_for(
     meas: dict[str, float | None] = {
         "translation_mm": round(p.translation_mm, 2),
         "kyphosis_deg": round(p.focal_kyphosis_deg, 2),
-        "scoliosis_deg": round(p.focal_scoliosis_deg, 2),
+        "scoliosis_deg": None if p.sagittal_only else round(p.focal_scoliosis_deg, 2),
     }
-    prov: Provenance = "measured" if p.focal_from_neighbours else "estimated"
+    prov: Provenance = (
+        "measured" if p.focal_from_neighbours and not p.sagittal_only else "estimated"
+    )
     seg = f"{p.upper}/{p.lower}"
+    if p.sagittal_only:
+        seg += " (sagittal plane only: body cut left-right by the field of view)"
     if p.translation_mm >= cfg["translation_mm"]:
         return Finding(
             "subluxation_translation", prov, f"{p.translation_mm:.1f} mm translation {seg}"
@@ -107,7 +111,7 @@ def _alignment_for(
             "(prior imaging unavailable: 'de novo' not verified)",
         ), meas
     why = f"{seg}: translation {p.translation_mm:.1f} mm, focal angles {p.focal_kyphosis_deg:.1f}/{p.focal_scoliosis_deg:.1f} deg"
-    if prov == "estimated":
+    if not p.focal_from_neighbours:
         why += " (no neighbouring segment: normal curvature not subtracted)"
     return Finding("normal", prov, why), meas
 
@@ -123,7 +127,7 @@ def _collapse(
     maxd = int(cfg["max_reference_distance"])
     for i, g in enumerate(geos):
         h = heights.get(g.label)
-        if g.cut_by_fov:
+        if g.cut_by_fov and not g.cut_laterally_only:
             out[g.label] = (None, "vertebra cut by the edge of the field of view", "not_assessable")
             continue
         if h is None:
@@ -138,7 +142,9 @@ def _collapse(
             cands = [
                 c
                 for c in cands
-                if heights.get(c.label) is not None and c.label > 2 and not c.cut_by_fov
+                if heights.get(c.label) is not None
+                and c.label > 2
+                and (not c.cut_by_fov or c.cut_laterally_only)
             ]
             intact = [c for c in cands if not involved.get(c.label)]
             pick = intact[0] if intact else (cands[0] if cands else None)
@@ -169,6 +175,8 @@ def _collapse(
         if len(refs) < 2:
             prov = "estimated"
             why += " (one neighbour only)"
+        if g.cut_by_fov:
+            why += " (body cut left-right by the field of view: heights from the part in view)"
         if any(involved.get(r.label) for _, r in refs):
             prov = "estimated"
             why += " (reference vertebra involved)"

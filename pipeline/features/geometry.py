@@ -78,7 +78,18 @@ class VertebraGeometry:
     a: FArr = field(default_factory=lambda: PATIENT_A.copy())
     s: FArr = field(default_factory=lambda: PATIENT_S.copy())
     frame_source: str = "patient axes"
-    cut_by_fov: bool = False
+    cut_axes: tuple[str, ...] = ()
+
+    @property
+    def cut_by_fov(self) -> bool:
+        """Whether the body touches the edge of the image (only partly seen)."""
+        return bool(self.cut_axes)
+
+    @property
+    def cut_laterally_only(self) -> bool:
+        """Whether the body is cut only left-right (a sagittal slab narrower than the body):
+        its heights and its sagittal-plane position are still measurable."""
+        return self.cut_axes == ("L",)
 
     @property
     def body_mask(self) -> npt.NDArray[np.bool_]:
@@ -91,6 +102,11 @@ class VertebraGeometry:
         """Coordinates (l, a, s) of LPS ``points`` in this frame, about ``origin``."""
         o = self.body_centroid if origin is None else origin
         return (np.asarray(points) - o) @ np.stack([self.l, self.a, self.s], axis=1)
+
+
+def patient_axis(direction: FArr) -> str:
+    """The patient axis ("L", "P" or "S") closest to an LPS ``direction``."""
+    return "LPS"[int(np.argmax(np.abs(np.asarray(direction, dtype=float))))]
 
 
 def voxel_volume_mm3(affine: FArr) -> float:
@@ -137,9 +153,8 @@ def vertebra_geometries(
         # a body touching the edge of the image is only partly seen (processes cut by a
         # tight in-plane field of view do not matter for the body's measurements)
         bi = ijk[body]
-        geos[lab].cut_by_fov = bool(
-            np.any(bi.min(0) == 0) or np.any(bi.max(0) == np.array(vert.shape) - 1)
-        )
+        touch = (bi.min(0) == 0) | (bi.max(0) == np.array(vert.shape) - 1)
+        geos[lab].cut_axes = tuple(sorted({patient_axis(rot[:, k]) for k in np.flatnonzero(touch)}))
     ordered = [geos[n] for n in L.CRANIOCAUDAL_ORDER if n in geos]
     _assign_frames(ordered)
     return ordered

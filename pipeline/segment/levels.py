@@ -69,6 +69,9 @@ MIN_SACRUM_ML = 15.0
 #: development studies (seeds 7700000-59): S1 instances 0.02-0.59 of their voxels (12 of 13
 #: above 0.1), L5 0.01-0.12 on sagittal MR and at most 0.04 on CT (seeds 7500000-59).
 SACRUM_CONTACT_FRACTION = 0.1
+#: Pieces of a predicted sacrum smaller than this share of its largest piece are
+#: segmentation strays, not sacrum (see main_sacrum).
+MAIN_SACRUM_SHARE = 0.2
 #: The topmost body is C2 when it is at least this many times as tall (along S) as the
 #: median of the next three: C2 with its dens is about 35-40 mm tall in adults, C3-C5
 #: bodies about 14-15 mm (ratio 2.3-2.7); a body cut by the field of view is shorter.
@@ -97,8 +100,9 @@ MAX_CANAL_GAP_MM = 20.0
 CANAL_NEAR_BONE_MM = 15.0
 # Levels in column order that can be numbered (C3..L5, no transitional ones).
 _COLUMN: tuple[int, ...] = tuple(range(3, 25))
-# Levels the learned estimate can give (C1..L5).
-_ALL: tuple[int, ...] = tuple(range(1, 25))
+# Levels a body instance can be given by the learned estimate (C2..L5): the atlas (C1) has
+# no vertebral body, so the topmost body in view is at most C2.
+_ALL: tuple[int, ...] = tuple(range(2, 25))
 
 
 def _ids(inst: npt.NDArray[np.integer]) -> list[int]:
@@ -145,6 +149,42 @@ def body_instances(
         lab = np.where((lab > 0) & ~seeded[lab], lab + n2, grown)
     inv = _consecutive(lab)  # 0 stays background
     return inv.reshape(lab.shape).astype(np.int32)
+
+
+def main_sacrum(
+    sacrum: npt.NDArray[np.bool_],
+    affine: npt.NDArray[np.float64],
+    inst: npt.NDArray[np.integer] | None = None,
+    min_share: float = MAIN_SACRUM_SHARE,
+) -> npt.NDArray[np.bool_]:
+    """The sacrum without stray pieces.
+
+    The sacrum lies below the mobile column: a piece whose centre is above the
+    second-lowest body instance of ``inst`` (the lowest may be S1 itself) is not sacrum.
+    Of the rest, the largest piece and those of at least ``min_share`` of its size are
+    kept (the sacrum is one bone; a few ml called "sacrum" elsewhere would pull its centre,
+    and so the count of the levels above).
+    """
+    lab, n = ndimage.label(sacrum, structure=ndimage.generate_binary_structure(3, 3))
+    if n == 0:
+        return sacrum
+    ids = np.arange(1, n + 1)
+    size = np.bincount(lab.ravel(), minlength=n + 1).astype(float)
+    ok = np.ones(n + 1, bool)
+    ok[0] = False
+    bodies = _ids(inst) if inst is not None else []
+    if len(bodies) >= 2 and inst is not None:
+        aff = np.asarray(affine)
+        bz = np.sort(
+            index_to_lps(ndimage.center_of_mass(np.ones_like(inst), inst, bodies), aff)[:, 2]
+        )
+        cz = index_to_lps(ndimage.center_of_mass(np.ones_like(lab), lab, ids), aff)[:, 2]
+        ok[1:] &= cz < bz[1]
+    size[~ok] = 0
+    if size.max() == 0:
+        return np.zeros_like(sacrum)
+    keep = ok & (size >= min_share * size.max())
+    return keep[lab]
 
 
 def plausible_sacrum(sacrum: npt.NDArray[np.bool_], affine: npt.NDArray[np.float64]) -> bool:
@@ -365,7 +405,7 @@ def number_instances(
             # The dens moves C2's centre up: C2 -> C3 is one step, whatever the distance.
             rank = np.concatenate([[0], rank[1:] - rank[1] + 1])
             numbers = {
-                i: _ALL[min(1 + int(r), len(_ALL) - 1)] for r, i in zip(rank, order, strict=True)
+                i: _ALL[min(int(r), len(_ALL) - 1)] for r, i in zip(rank, order, strict=True)
             }
             conf = {i: max(0.6, 0.9 - 0.01 * float(r)) for r, i in zip(rank, order, strict=True)}
             return (

@@ -245,6 +245,7 @@ def derive_maps(
         body_instances,
         drop_off_column,
         grow_labels,
+        main_sacrum,
         merge_fragments,
         number_instances,
         plausible_sacrum,
@@ -272,7 +273,7 @@ def derive_maps(
         dist, near = ndimage.distance_transform_edt(sub == 0, sampling=spacing, return_indices=True)
         orph &= dist <= ORPHAN_MAX_MM
         sub[orph] = sub[tuple(ix[orph] for ix in near)]
-    sacrum = sem == SEM["sacrum"]
+    sacrum = main_sacrum(sem == SEM["sacrum"], affine, inst)
     if not plausible_sacrum(sacrum, affine):
         sacrum = np.zeros_like(sacrum)  # a few ml of "sacrum" is a segmentation error
     numbers, conf, uncertain, why = number_instances(

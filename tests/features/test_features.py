@@ -258,3 +258,34 @@ def test_epidural_tumour_at_air_attenuation_is_ignored_on_ct():
     f = _features_with_ct(r, aff, ct)
     assert f.escc.worst_grade == "0"
     assert any("epidural-tumour voxels" in m and "fat or air" in m for m in f.messages)
+
+
+def test_sagittal_slab_cut_left_right_keeps_heights_and_sagittal_alignment():
+    """A sagittal slab narrower than the bodies cuts them left-right only: collapse and the
+    sagittal-plane slip stay measurable; the coronal angle is not claimed."""
+    from pipeline.features.geometry import vertebra_geometries
+
+    ph = _asymmetric()
+    f, r = _run(ph, "sagittal", fov=(20.0, 90.0, 140.0))
+    shape, aff = grid("sagittal", 1.0, fov=(20.0, 90.0, 140.0), centre=(0.0, 0.0, 8.0))
+    geos = {g.level: g for g in vertebra_geometries(r["vertebrae"], r["parts"], aff)}
+    assert geos["T10"].cut_axes == ("L",) and geos["T10"].cut_laterally_only
+    t10, t9 = f.vertebra("T10"), f.vertebra("T9")
+    assert t10.partly_in_view  # still reported as partly seen
+    assert 30.0 <= t10.measurements["collapse_pct"] <= 50.0 and t10.collapse.value == "lt50"
+    assert "cut left-right" in t10.collapse.why
+    assert t9.alignment.value == "subluxation_translation"
+    assert abs(t9.measurements["translation_mm"] - 6.0) <= 1.5
+    assert t9.measurements["scoliosis_deg"] is None
+    assert t9.alignment.provenance == "estimated" and "sagittal plane only" in t9.alignment.why
+    assert f.vertebra("T11").alignment.value == "normal"
+
+
+def test_body_cut_head_feet_is_not_measured():
+    """A body cut by the top or bottom of the image has no true height: not assessable."""
+    ph = default_phantom(15, 5)
+    f, _ = _run(ph, "axial", fov=(50.0, 90.0, 100.0), centre=(0.0, 0.0, 8.0))
+    cut = [v for v in f.vertebrae if v.partly_in_view]
+    assert cut, "the field of view should cut the end vertebrae"
+    for v in cut:
+        assert v.collapse.provenance == "not_assessable"

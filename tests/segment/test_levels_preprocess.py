@@ -270,3 +270,35 @@ def test_a_tall_topmost_body_with_a_cervical_estimate_is_c2() -> None:
     thoracic = np.where(inst > 0, 15.0, 0.0)  # a tall top body lower down is no C2
     numbers, _, uncertain, why = number_instances(inst, aff, position=thoracic)
     assert uncertain and "C2" not in why
+
+
+def test_no_body_is_numbered_c1() -> None:
+    """The atlas has no body: an estimate pulled up toward C1 still starts the column at C2."""
+    inst = _column([(2, 6), (8, 12), (14, 18), (20, 24)], depth=28)
+    aff = np.diag([20.0, 20.0, 1.0, 1.0])
+    est = np.zeros(inst.shape)
+    for i, v in zip((1, 2, 3, 4), (1.2, 1.9, 3.1, 4.2), strict=True):
+        est[inst == i] = v
+    numbers, _, uncertain, _ = number_instances(inst, aff, position=est)
+    assert uncertain
+    assert [numbers[i] for i in (1, 2, 3, 4)] == [2, 3, 4, 5]
+
+
+def test_sacrum_pieces_above_the_column_are_not_the_sacrum() -> None:
+    """A large "sacrum" blob beside the upper column (a segmentation stray) neither anchors
+    nor shifts the count; the pieces below the column do."""
+    from pipeline.segment.levels import main_sacrum
+
+    inst = _column([(6, 10), (12, 16), (18, 22), (24, 28), (30, 34)], depth=50)
+    sac = np.zeros_like(inst, bool)
+    sac[:, :, 0:5] = True  # the sacrum, below L5
+    stray = np.zeros_like(inst, bool)
+    stray[:, :, 40:48] = True  # larger than the sacrum, above the column's middle
+    aff = np.diag([20.0, 20.0, 1.0, 1.0])
+    kept = main_sacrum(sac | stray, aff, inst)
+    assert kept[:, :, 0:5].all() and not kept[:, :, 40:48].any()
+    numbers, _, uncertain, _ = number_instances(inst, aff, sacrum=kept)
+    assert not uncertain
+    assert [numbers[i] for i in (1, 2, 3, 4, 5)] == [20, 21, 22, 23, 24]
+    # without the column's positions, the largest piece would be taken
+    assert main_sacrum(sac | stray, aff)[:, :, 40:48].all()
