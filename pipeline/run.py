@@ -211,11 +211,14 @@ def run_study(
     )
 
     def segment_series(volume: Volume, graded: bool) -> Any:
-        """Segment one series; the built-in model refines the canal of the graded one."""
+        """Segment one series; the built-in model refines the bone lesions of a CT and the
+        canal of the graded series."""
         from pipeline.segment import get_segmenter
 
         backend = get_segmenter(segmenter, device=device, **seg_kw)
         out = backend.segment(volume)
+        if segmenter == "builtin" and volume.modality == "CT":
+            out = backend.refine_lesions(volume, out)  # type: ignore[attr-defined]
         if graded and segmenter == "builtin":
             out = backend.refine_canal(volume, out)  # type: ignore[attr-defined]
         return out

@@ -251,21 +251,82 @@ class BuiltinSegmenter:
         }
         return dataclasses.replace(seg, structures=seg.structures.with_array(st), meta=meta)
 
-    def _canal_model(self, modality: str) -> tuple[Path | None, str]:
-        """Folder of the canal model the card names for ``modality``, or why there is none.
+    def refine_lesions(self, volume: Volume, seg: SpineSegmentation) -> SpineSegmentation:
+        """Re-segment the osseous lesions of an axial CT at 1 mm.
 
-        ``inference.canal_refine`` is one ``{model, modalities}`` entry or a list of them.
+        Uses the bone-lesion model the card names in ``inference.lesion_refine``
+        (:mod:`pipeline.segment.lesion`); without one, when it is not installed, or when the
+        series is not axial, ``seg`` comes back unchanged. ``meta["lesion_refine"]``
+        records ``applied``, the ``model``, the ``slices`` refined, the lesion voxels
+        ``attached`` to a vertebra and a ``note``. The lytic / blastic labels change, and
+        lesion voxels the 3-D model left out of the bone join the nearest vertebra.
         """
-        spec = self.card.raw.get("inference", {}).get("canal_refine")
+        from pipeline.segment.canal import MAX_AXIAL_TILT_DEG, axial_tilt_deg
+
+        meta = dict(seg.meta)
+        folder, why_not = self._slice_model("lesion_refine", volume.modality)
+        tilt = axial_tilt_deg(volume.affine)
+        if folder is not None and tilt > MAX_AXIAL_TILT_DEG:
+            folder = None
+            why_not = f"slices {tilt:.0f} deg from axial: the lesion model reads axial slices only"
+        if folder is None:
+            meta["lesion_refine"] = {"applied": False, "model": None, "slices": 0, "note": why_not}
+            return dataclasses.replace(seg, meta=meta)
+        from pipeline.segment.lesion import LesionRefiner
+
+        t = time.perf_counter()
+        refiner = LesionRefiner.cached(folder, self.device)
+        vert, parts, st, n, n_att = refiner.refine(
+            volume.array, volume.affine, seg.vertebrae.array, seg.structures.array,
+            seg.parts.array if seg.parts is not None else None,
+        )  # fmt: skip
+        note = f"osseous lesions re-segmented at {refiner.card.pixel_mm:g} mm on {n} slices"
+        if n_att:
+            note += (
+                f"; {n_att} lesion voxels outside the 3-D model's bone joined the nearest vertebra"
+            )
+        meta["lesion_refine"] = {
+            "applied": n > 0,
+            "model": refiner.card.name,
+            "slices": n,
+            "attached": n_att,
+            "note": note if n else "no canal found on any slice: nothing to refine",
+        }
+        meta["timings"] = {
+            **dict(meta.get("timings", {})),
+            "lesion_refine_s": round(time.perf_counter() - t, 3),
+        }
+        return dataclasses.replace(
+            seg,
+            vertebrae=seg.vertebrae.with_array(vert),
+            structures=seg.structures.with_array(st),
+            parts=seg.parts.with_array(parts)
+            if seg.parts is not None and parts is not None
+            else seg.parts,
+            meta=meta,
+        )
+
+    def _canal_model(self, modality: str) -> tuple[Path | None, str]:
+        """Folder of the canal model the card names for ``modality``, or why there is none."""
+        return self._slice_model("canal_refine", modality)
+
+    def _slice_model(self, key: str, modality: str) -> tuple[Path | None, str]:
+        """Folder of the slice model the card's ``inference.<key>`` names for ``modality``,
+        or why there is none.
+
+        ``inference.<key>`` is one ``{model, modalities}`` entry or a list of them.
+        """
+        what = {"canal_refine": "canal", "lesion_refine": "bone-lesion"}.get(key, key)
+        spec = self.card.raw.get("inference", {}).get(key)
         if not spec:
-            return None, f"{self.card.name} names no canal model"
+            return None, f"{self.card.name} names no {what} model"
         entries = spec if isinstance(spec, list) else [spec]
         entry = next((e for e in entries if modality in e.get("modalities", ("MR",))), None)
         if entry is None:
-            return None, f"{self.card.name} names no canal model for {modality}"
+            return None, f"{self.card.name} names no {what} model for {modality}"
         folder = self.card.folder.parent / str(entry["model"])
         if not (folder / "card.yaml").exists():
-            return None, f"canal model {entry['model']} is not installed"
+            return None, f"{what} model {entry['model']} is not installed"
         return folder, ""
 
     def _runner_for(

@@ -62,6 +62,9 @@ class CropSpec:
     window : (float, float) or None
         Fixed intensity window mapped to [0, 1] (CT, in HU); ``None``: the crop's own 1st
         and 99th percentiles (MR has no units).
+    posterior_offset_mm : float
+        The crop's centre lies this far posterior of the canal centre (negative:
+        anterior; a bone-lesion crop is centred on the vertebra, in front of the canal).
     """
 
     size_px: int = 96
@@ -69,6 +72,11 @@ class CropSpec:
     planes: int = 1
     plane_step_mm: float = 1.0
     window: tuple[float, float] | None = None
+    posterior_offset_mm: float = 0.0
+
+    def centre_on(self, canal_centre: FArr, e_p: FArr) -> FArr:
+        """The crop centre (LPS) for a slice whose canal centre is ``canal_centre``."""
+        return np.asarray(canal_centre, dtype=np.float64) + self.posterior_offset_mm * e_p
 
     @classmethod
     def from_card(cls, crop: dict[str, Any]) -> CropSpec:
@@ -85,6 +93,7 @@ class CropSpec:
             planes=planes,
             plane_step_mm=float(crop.get("plane_step_mm", 1.0)),
             window=None if win is None else (float(win[0]), float(win[1])),
+            posterior_offset_mm=float(crop.get("posterior_offset_mm", 0.0)),
         )
 
     def as_card(self) -> dict[str, Any]:
@@ -98,6 +107,8 @@ class CropSpec:
                                "planes": self.planes, "plane_step_mm": self.plane_step_mm}  # fmt: skip
         if self.window is not None:
             out["window"] = list(self.window)
+        if self.posterior_offset_mm:
+            out["posterior_offset_mm"] = self.posterior_offset_mm
         return {**out, "normalisation": how}
 
     def sample(
@@ -152,14 +163,16 @@ class CanalCard:
         return self.crop.pixel_mm
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> CanalCard:
-        """Load ``models/<name>/card.yaml`` (or a folder)."""
+    def load(cls, name_or_path: str | Path, classes: tuple[str, ...] = CANAL_CLASSES) -> CanalCard:
+        """Load ``models/<name>/card.yaml`` (or a folder) of a slice model with ``classes``
+        (the canal model's by default; the bone-lesion model's card has the same shape)."""
         from pipeline.segment.model import card_errors, read_card
 
-        card_path, raw = read_card(name_or_path, "canal model")
+        what = "canal model" if classes == CANAL_CLASSES else "slice model"
+        card_path, raw = read_card(name_or_path, what)
         with card_errors(card_path):
-            if tuple(raw["classes"]) != CANAL_CLASSES:
-                raise ValueError(f"classes must be {list(CANAL_CLASSES)}")
+            if tuple(raw["classes"]) != classes:
+                raise ValueError(f"classes must be {list(classes)}")
             return cls(
                 name=str(raw["name"]),
                 folder=card_path.parent,
@@ -289,11 +302,15 @@ def paste_slice(
     e_p: FArr,
     prob: npt.NDArray[np.floating],
     pixel_mm: float,
+    codes: npt.NDArray[np.int16] = CANAL_CODES,
+    replace: tuple[int, ...] = (0, L.SAC, L.CORD, L.EPIDURAL),
 ) -> None:
-    """Write a crop's arg-max canal labels onto slice ``k`` of ``out`` (in place).
+    """Write a crop's arg-max labels onto slice ``k`` of ``out`` (in place).
 
     ``prob`` (classes, n, n) is sampled bilinearly at each source pixel of the crop's
-    footprint; canal labels there are replaced, other structure labels are kept.
+    footprint; there, voxels labelled one of ``replace`` take the structure code
+    (``codes``) of the arg-max class, other structure labels are kept (the canal model
+    leaves bone lesions and discs alone, the lesion model the canal and discs).
     """
     n = prob.shape[-1]
     half = (n - 1) / 2.0
@@ -326,9 +343,9 @@ def paste_slice(
             for c in range(len(prob))
         ]
     )
-    new = CANAL_CODES[np.argmax(pv, axis=0)]
+    new = codes[np.argmax(pv, axis=0)]
     cur = out[sub[:, 0], sub[:, 1], sub[:, 2]]
-    keep = ~np.isin(cur, (0, L.SAC, L.CORD, L.EPIDURAL))
+    keep = ~np.isin(cur, replace)
     out[sub[:, 0], sub[:, 1], sub[:, 2]] = np.where(keep, cur, new)
 
 

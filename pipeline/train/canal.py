@@ -11,6 +11,11 @@ model's centre is not exact), rotated a few degrees, sampled by the card's
 :class:`~pipeline.segment.canal.CropSpec`. Labels are the generator's sac, cord and
 epidural tumour in the crop's central plane.
 
+With ``target: lesion`` (``configs/train_lesion_ct.yaml``) the same recipe trains the
+bone-lesion model of :mod:`pipeline.segment.lesion`: CT stacks around the index lesion,
+crops centred in front of the canal (``posterior_offset_mm``), labels background / bone /
+lytic / blastic.
+
 ``spinemet train --config configs/train_canal.yaml`` (MR) or ``configs/train_canal_ct.yaml``
 (CT) runs :func:`train`: it renders the
 examples (cached as ``.npz`` per seed, so a rerun or a resume skips them), trains a 2-D
@@ -44,6 +49,10 @@ from pipeline.segment.canal import (
     crop_points,
     slice_axis,
 )
+from pipeline.segment.lesion import LESION_CLASSES, lesion_targets
+
+#: Classes the model of each training target predicts.
+TARGET_CLASSES: dict[str, tuple[str, ...]] = {"canal": CANAL_CLASSES, "lesion": LESION_CLASSES}
 
 #: Grade mix of the training spines: grade 0 (no epidural tumour) one time in five.
 _GRADES = ("0", "1a", "1b", "1c", "2", "3")
@@ -62,6 +71,7 @@ class CanalTrainConfig:
     name: str = "spinemet-canal-t2ax"
     seed: int = 0
     modality: str = "MR"
+    target: str = "canal"
     train_seeds: list[int] = field(default_factory=lambda: [0, 200])
     val_seeds: list[int] = field(default_factory=lambda: [900100, 900120])
     crop_px: int = 96
@@ -69,6 +79,7 @@ class CanalTrainConfig:
     planes: int = 1
     plane_step_mm: float = 1.0
     window: list[float] | None = None
+    posterior_offset_mm: float = 0.0
     ct_span_mm: float = 80.0
     centre_jitter_mm: float = 2.5
     rotate_deg: float = 10.0
@@ -89,8 +100,14 @@ class CanalTrainConfig:
         """The crop the model is trained on (and its card declares)."""
         return CropSpec.from_card(
             {"size_px": self.crop_px, "pixel_mm": self.pixel_mm, "planes": self.planes,
-             "plane_step_mm": self.plane_step_mm, "window": self.window}
+             "plane_step_mm": self.plane_step_mm, "window": self.window,
+             "posterior_offset_mm": self.posterior_offset_mm}
         )  # fmt: skip
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The model's output classes."""
+        return TARGET_CLASSES[self.target]
 
 
 def load_canal_config(path: str | Path, **overrides: Any) -> CanalTrainConfig:
@@ -101,6 +118,10 @@ def load_canal_config(path: str | Path, **overrides: Any) -> CanalTrainConfig:
         cfg = CanalTrainConfig(**{"config_path": str(path), **raw})
         if cfg.modality not in ("MR", "CT"):
             raise ValueError(f"modality must be MR or CT, not {cfg.modality!r}")
+        if cfg.target not in TARGET_CLASSES:
+            raise ValueError(f"target must be one of {sorted(TARGET_CLASSES)}, not {cfg.target!r}")
+        if cfg.target == "lesion" and cfg.modality != "CT":
+            raise ValueError("the lesion target is trained on CT only")
         cfg.crop  # noqa: B018 - validates the crop options
     except (TypeError, ValueError) as exc:
         raise ConfigError("TRAIN_CONFIG_INVALID", f"canal training config: {exc}") from exc
@@ -110,7 +131,8 @@ def load_canal_config(path: str | Path, **overrides: Any) -> CanalTrainConfig:
 def make_examples(
     seed: int, cfg: CanalTrainConfig
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """Crops (m, n, n) and their canal labels (0-3) from one synthetic axial stack."""
+    """Crops (m, n, n) and their labels (0-3, the target's classes) from one synthetic
+    axial stack."""
     from pipeline.synth.acquisition import acquire, ct_axial, mr_axial
     from pipeline.synth.generator import StudyOptions, random_world
 
@@ -118,6 +140,8 @@ def make_examples(
     grade = str(rng.choice(_GRADES, p=_GRADE_P))
     world, plan = random_world(rng, StudyOptions(grade=grade))
     level = plan.epidural_level or plan.index_level
+    if cfg.target == "lesion":
+        level = plan.index_level
     orientation = str(rng.choice(["standard", "flipped", "oblique"]))
     if cfg.modality == "CT":
         # the slice thicknesses of a spine CT, up to the 3 mm a long run is reconstructed at
@@ -130,6 +154,7 @@ def make_examples(
     spec = cfg.crop
     st = np.asarray(labels["structures"])
     canal = np.where(np.isin(st, (L.SAC, L.CORD, L.EPIDURAL)), st, 0).astype(np.uint8)
+    target = canal if cfg.target == "canal" else lesion_targets(labels["vertebrae"], st)
     aff = np.asarray(series.affine, dtype=np.float64)
     axis = slice_axis(aff)
     e_l0, e_p0 = crop_frame(aff, axis)
@@ -144,9 +169,10 @@ def make_examples(
         t = math.radians(float(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)))
         e_l = math.cos(t) * e_l0 + math.sin(t) * e_p0
         e_p = np.cross(n_hat, e_l)
+        centre = spec.centre_on(centre, e_p)
         xs.append(spec.sample(img, aff, centre, e_l, e_p))
         pts = crop_points(centre, e_l, e_p, spec.size_px, spec.pixel_mm)
-        ys.append(sample_at_points(canal, aff, pts, 0).astype(np.uint8))
+        ys.append(sample_at_points(target, aff, pts, 0).astype(np.uint8))
     if not xs:
         n = cfg.crop_px
         return np.zeros((0, n, n), np.float32), np.zeros((0, n, n), np.uint8)
@@ -161,7 +187,10 @@ def _load_split(
     xs, ys = [], []
     t0 = time.perf_counter()
     for i, s in enumerate(range(seeds[0], seeds[1])):
-        f = cache / f"canal_{cfg.modality}_{s}_{cfg.crop_px}_{cfg.pixel_mm:g}_{cfg.planes}.npz"
+        f = (
+            cache
+            / f"{cfg.target}_{cfg.modality}_{s}_{cfg.crop_px}_{cfg.pixel_mm:g}_{cfg.planes}.npz"
+        )
         if not f.exists():
             x, y = make_examples(s, cfg)
             np.savez_compressed(f, x=x, y=y)
@@ -173,13 +202,15 @@ def _load_split(
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def dice_per_class(pred: npt.NDArray[Any], truth: npt.NDArray[Any]) -> dict[str, float | None]:
-    """Dice of classes 1-3 over all pixels given (None where neither has the class)."""
+def dice_per_class(
+    pred: npt.NDArray[Any], truth: npt.NDArray[Any], classes: tuple[str, ...] = CANAL_CLASSES
+) -> dict[str, float | None]:
+    """Dice of classes 1.. over all pixels given (None where neither has the class)."""
     out: dict[str, float | None] = {}
-    for c in range(1, len(CANAL_CLASSES)):
+    for c in range(1, len(classes)):
         a, b = pred == c, truth == c
         den = int(a.sum() + b.sum())
-        out[CANAL_CLASSES[c]] = None if den == 0 else round(2.0 * float((a & b).sum()) / den, 4)
+        out[classes[c]] = None if den == 0 else round(2.0 * float((a & b).sum()) / den, 4)
     return out
 
 
@@ -216,7 +247,7 @@ def train(cfg: CanalTrainConfig, log: Callable[[str], None] = print) -> Path:
         "type": "monai.networks.nets.UNet",
         "spatial_dims": 2,
         "in_channels": 1,
-        "out_channels": len(CANAL_CLASSES),
+        "out_channels": len(cfg.classes),
         "channels": list(cfg.channels),
         "strides": list(cfg.strides),
         "num_res_units": cfg.num_res_units,
@@ -257,7 +288,7 @@ def train(cfg: CanalTrainConfig, log: Callable[[str], None] = print) -> Path:
             )
         over = cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s
         if step % cfg.val_every == 0 or step == cfg.steps or over:
-            d = validate(net, x_va, y_va)
+            d = validate(net, x_va, y_va, cfg.classes)
             history.append({"step": step, "dice": d})
             log(f"validation at step {step}: {json.dumps(d)}")
             torch.save(
@@ -278,7 +309,12 @@ def train(cfg: CanalTrainConfig, log: Callable[[str], None] = print) -> Path:
     return out
 
 
-def validate(net: Any, x: npt.NDArray[np.float32], y: npt.NDArray[np.uint8]) -> dict[str, Any]:
+def validate(
+    net: Any,
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.uint8],
+    classes: tuple[str, ...] = CANAL_CLASSES,
+) -> dict[str, Any]:
     """Dice per class on the validation crops."""
     import torch
 
@@ -287,7 +323,7 @@ def validate(net: Any, x: npt.NDArray[np.float32], y: npt.NDArray[np.uint8]) -> 
     with torch.inference_mode():
         for i in range(0, len(x), 64):
             preds.append(net(torch.from_numpy(x[i : i + 64, None])).argmax(1).numpy())
-    return dice_per_class(np.concatenate(preds), y)
+    return dice_per_class(np.concatenate(preds), y, classes)
 
 
 def _write_card(
@@ -303,11 +339,16 @@ def _write_card(
     import yaml
 
     what = "T2 MR" if cfg.modality == "MR" else "CT"
+    task = (
+        f"canal refinement on axial {what} slices (pipeline.segment.canal)"
+        if cfg.target == "canal"
+        else f"bone-lesion refinement on axial {what} slices (pipeline.segment.lesion)"
+    )
     card = {
         "name": cfg.name,
-        "task": f"canal refinement on axial {what} slices (pipeline.segment.canal)",
+        "task": task,
         "architecture": arch,
-        "classes": list(CANAL_CLASSES),
+        "classes": list(cfg.classes),
         "input": {"modalities": [cfg.modality]},
         "crop": cfg.crop.as_card(),
         "weights": "model.safetensors",

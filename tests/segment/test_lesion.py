@@ -1,0 +1,114 @@
+"""Bone-lesion refinement on axial CT slices: attaching lesions, paste-back, a tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import labels as L
+from pipeline.errors import ConfigError
+from pipeline.io.volume import sample_at_points
+from pipeline.segment.canal import crop_frame, crop_points, paste_slice
+from pipeline.segment.lesion import (
+    LESION_CODES,
+    LesionRefiner,
+    attach_lesions,
+    lesion_targets,
+)
+
+
+def test_lesion_voxels_outside_the_bone_join_the_nearest_vertebra():
+    aff = np.eye(4)
+    vert = np.zeros((30, 10, 10), np.int16)
+    parts = np.zeros_like(vert)
+    vert[0:10], parts[0:10] = 15, L.BODY
+    vert[12:20], parts[12:20] = 16, L.POSTERIOR
+    st = np.zeros_like(vert)
+    st[10:12] = L.LYTIC  # a lytic hole between the two, 1-2 mm from each
+    st[27:30] = L.BLASTIC  # 7+ mm from any bone: not this column's
+    v, p, s, n = attach_lesions(vert, parts, st, aff, max_mm=4.0)
+    assert n == 200
+    assert (v[10] == 15).all() and (v[11] == 16).all()  # nearest bone decides
+    assert (p[10] == L.BODY).all() and (p[11] == L.POSTERIOR).all()
+    assert (s[10:12] == L.LYTIC).all() and not s[27:30].any() and not v[27:30].any()
+    # inputs untouched
+    assert not vert[10:12].any() and st[27:30].all()
+
+
+def test_oracle_lesion_crop_pasted_back_keeps_the_canal():
+    """Lesion labels sampled into an offset crop and pasted back land where they came from;
+    canal and disc labels are not the lesion model's to change."""
+    from pipeline.segment.canal import CropSpec
+
+    aff = np.diag([0.8, 0.8, 2.0, 1.0])
+    shape = (120, 120, 3)
+    vert = np.zeros(shape, np.int16)
+    vert[40:80, 20:60, :] = 18  # a "body" in front of the canal (anterior = low j)
+    st = np.zeros(shape, np.int16)
+    st[50:60, 30:40, :] = L.LYTIC
+    st[55:65, 62:72, :] = L.SAC
+    coarse = np.where(st == L.LYTIC, 0, st).astype(np.int16)  # the 3-D model missed it
+    coarse[40:44, 20:24, :] = L.BLASTIC  # and drew a false one
+    target = lesion_targets(vert, st)
+    spec = CropSpec(size_px=64, pixel_mm=1.0, posterior_offset_mm=-12.0)
+    e_l, e_p = crop_frame(aff, 2)
+    out = coarse.copy()
+    for k in range(shape[2]):
+        canal = np.array([60.0, 67.0, k]) @ aff[:3, :3].T + aff[:3, 3]
+        c = spec.centre_on(canal, e_p)
+        assert c[1] < canal[1]  # anterior of the canal
+        y = sample_at_points(target, aff, crop_points(c, e_l, e_p, 64, 1.0), 0)
+        onehot = np.stack([(y == i) for i in range(4)]).astype(np.float32)
+        paste_slice(out, 2, k, aff, c, e_l, e_p, onehot, 1.0, codes=LESION_CODES,
+                    replace=(0, L.LYTIC, L.BLASTIC))  # fmt: skip
+    a, b = out == L.LYTIC, st == L.LYTIC
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9
+    assert not (out == L.BLASTIC).any()
+    assert ((out == L.SAC) == (st == L.SAC)).all()
+
+
+def test_lesion_training_recipe_and_refiner(tmp_path):
+    """One synthetic seed, a few steps: a lesion card that the refiner loads and runs."""
+    import yaml
+
+    from pipeline.train.canal import CanalTrainConfig, load_canal_config, make_examples, train
+
+    cfg = CanalTrainConfig(
+        task="canal_refine", target="lesion", modality="CT", out_dir=str(tmp_path / "model"),
+        cache_dir=str(tmp_path / "cache"), train_seeds=[9300000, 9300001],
+        val_seeds=[9390000, 9390001], crop_px=48, pixel_mm=1.5, planes=3, window=[-200, 1200],
+        posterior_offset_mm=-12.0, ct_span_mm=30, channels=[4, 8], strides=[2],
+        num_res_units=0, batch_size=4, steps=2, val_every=2, num_threads=1,
+    )  # fmt: skip
+    x, y = make_examples(9300000, cfg)
+    assert x.shape[1:] == (48, 48) and len(x) == len(y) > 3
+    assert {1, 2} <= set(np.unique(y).tolist()) or {1, 3} <= set(np.unique(y).tolist())
+    out = train(cfg, log=lambda m: None)
+    card = yaml.safe_load((out / "card.yaml").read_text())
+    assert card["classes"] == ["background", "bone", "lytic", "blastic"]
+    assert card["crop"]["posterior_offset_mm"] == -12.0
+    assert set(card["metrics"]["validation"]["dice"]) == {"bone", "lytic", "blastic"}
+    ref = LesionRefiner(out, torch.device("cpu"))
+    shape = (60, 60, 4)
+    aff = np.diag([1.0, 1.0, 2.0, 1.0])
+    vert = np.zeros(shape, np.int16)
+    vert[20:40, 10:30] = 18
+    st = np.zeros(shape, np.int16)
+    st[25:35, 35:45] = L.SAC
+    st[20:24, 10:14] = L.LYTIC
+    img = np.random.default_rng(0).normal(200, 30, shape).astype(np.float32)
+    v, p, s, n, _ = ref.refine(img, aff, vert, st, None)
+    assert n == 4 and s.dtype == np.int16 and p is None
+    assert ((s == L.SAC) == (st == L.SAC)).all()  # the canal is not the lesion model's
+    assert set(np.unique(s).tolist()) <= {0, L.SAC, L.LYTIC, L.BLASTIC}
+    assert (v[vert > 0] == 18).all()  # bone keeps its level
+    with pytest.raises(ConfigError, match="classes"):
+        from pipeline.segment.canal import CanalRefiner
+
+        CanalRefiner(out, torch.device("cpu"))  # a lesion card is not a canal card
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(
+        {"task": "canal_refine", "target": "lesion", "modality": "MR", "out_dir": "o",
+         "cache_dir": "c"}))  # fmt: skip
+    with pytest.raises(ConfigError, match="CT only"):
+        load_canal_config(tmp_path / "m.yaml")
