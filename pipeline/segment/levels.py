@@ -69,9 +69,10 @@ MIN_SACRUM_ML = 15.0
 #: development studies (seeds 7700000-59): S1 instances 0.02-0.59 of their voxels (12 of 13
 #: above 0.1), L5 0.01-0.12 on sagittal MR and at most 0.04 on CT (seeds 7500000-59).
 SACRUM_CONTACT_FRACTION = 0.1
-#: Pieces of a predicted sacrum smaller than this share of its largest piece are
-#: segmentation strays, not sacrum (see main_sacrum).
-MAIN_SACRUM_SHARE = 0.2
+#: A "sacrum" piece centred more than this many pitches above the lowest body is not the
+#: sacrum (see main_sacrum): a sacral piece lies below L5's centre, or about one pitch
+#: above the lowest body when that body is S1 or part of L5 was taken for sacrum.
+SACRUM_ABOVE_PITCHES = 1.5
 #: The topmost body is C2 when it is at least this many times as tall (along S) as the
 #: median of the next three: C2 with its dens is about 35-40 mm tall in adults, C3-C5
 #: bodies about 14-15 mm (ratio 2.3-2.7); a body cut by the field of view is shorter.
@@ -155,35 +156,25 @@ def main_sacrum(
     sacrum: npt.NDArray[np.bool_],
     affine: npt.NDArray[np.float64],
     inst: npt.NDArray[np.integer] | None = None,
-    min_share: float = MAIN_SACRUM_SHARE,
 ) -> npt.NDArray[np.bool_]:
-    """The sacrum without stray pieces.
+    """The predicted sacrum without pieces that cannot be sacrum.
 
-    The sacrum lies below the mobile column: a piece whose centre is above the
-    second-lowest body instance of ``inst`` (the lowest may be S1 itself) is not sacrum.
-    Of the rest, the largest piece and those of at least ``min_share`` of its size are
-    kept (the sacrum is one bone; a few ml called "sacrum" elsewhere would pull its centre,
-    and so the count of the levels above).
+    The sacrum lies below the mobile column: a piece (connected component) whose centre is
+    more than ``SACRUM_ABOVE_PITCHES`` vertebral pitches (median distance of the body
+    centres of ``inst``) above the lowest body (which may be S1 itself) is a segmentation
+    stray, and would pull the sacrum's centre, and so the count of the levels above it.
     """
-    lab, n = ndimage.label(sacrum, structure=ndimage.generate_binary_structure(3, 3))
-    if n == 0:
-        return sacrum
-    ids = np.arange(1, n + 1)
-    size = np.bincount(lab.ravel(), minlength=n + 1).astype(float)
-    ok = np.ones(n + 1, bool)
-    ok[0] = False
     bodies = _ids(inst) if inst is not None else []
-    if len(bodies) >= 2 and inst is not None:
-        aff = np.asarray(affine)
-        bz = np.sort(
-            index_to_lps(ndimage.center_of_mass(np.ones_like(inst), inst, bodies), aff)[:, 2]
-        )
-        cz = index_to_lps(ndimage.center_of_mass(np.ones_like(lab), lab, ids), aff)[:, 2]
-        ok[1:] &= cz < bz[1]
-    size[~ok] = 0
-    if size.max() == 0:
-        return np.zeros_like(sacrum)
-    keep = ok & (size >= min_share * size.max())
+    if len(bodies) < 2 or inst is None or not sacrum.any():
+        return sacrum
+    lab, n = ndimage.label(sacrum, structure=ndimage.generate_binary_structure(3, 3))
+    aff = np.asarray(affine)
+    bz = np.sort(index_to_lps(ndimage.center_of_mass(np.ones_like(inst), inst, bodies), aff)[:, 2])
+    cz = index_to_lps(ndimage.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1)), aff)[
+        :, 2
+    ]
+    pitch = float(np.median(np.diff(bz)))
+    keep = np.concatenate([[False], cz < bz[0] + SACRUM_ABOVE_PITCHES * pitch])
     return keep[lab]
 
 

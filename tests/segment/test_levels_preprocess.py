@@ -300,5 +300,5 @@ def test_sacrum_pieces_above_the_column_are_not_the_sacrum() -> None:
     numbers, _, uncertain, _ = number_instances(inst, aff, sacrum=kept)
     assert not uncertain
     assert [numbers[i] for i in (1, 2, 3, 4, 5)] == [20, 21, 22, 23, 24]
-    # without the column's positions, the largest piece would be taken
-    assert main_sacrum(sac | stray, aff)[:, :, 40:48].all()
+    # without the column's positions nothing can be told apart
+    assert (main_sacrum(sac | stray, aff) == (sac | stray)).all()
