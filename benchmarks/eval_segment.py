@@ -21,7 +21,9 @@ Real: T11, T12 and cord of ``ts-example-ct-dicom`` against its TotalSegmentator 
 ``--refine-canal`` applies the canal refinement ``spinemet run`` applies to the series it
 grades Bilsky on (``BuiltinSegmenter.refine_canal``: axial series only, the model the main
 card names for the modality), so the sac / cord / epidural figures are those of the graded
-series.
+series. ``--refine-lesions`` applies the bone-lesion refinement ``spinemet run`` applies to
+every CT (``BuiltinSegmenter.refine_lesions``), so the lytic / blastic figures of CT cases
+are those the features are measured on.
 
 Usage::
 
@@ -106,12 +108,16 @@ def synthetic_cohort(n: int, seed0: int) -> Any:
         yield seed, vol, lab
 
 
-def _segment(seg: Any, vol: Any, refine: bool) -> Any:
+def _segment(seg: Any, vol: Any, refine: Any) -> Any:
+    """Segment, then the refinements named in ``refine`` ("canal", "lesions"; CT only for
+    the lesions, as ``spinemet run``)."""
     out = seg.segment(vol)
-    return seg.refine_canal(vol, out) if refine else out
+    if "lesions" in refine and vol.modality == "CT":
+        out = seg.refine_lesions(vol, out)
+    return seg.refine_canal(vol, out) if "canal" in refine else out
 
 
-def eval_synthetic(seg: Any, n: int, seed0: int, refine: bool = False) -> dict[str, Any]:
+def eval_synthetic(seg: Any, n: int, seed0: int, refine: Any = ()) -> dict[str, Any]:
     rows = []
     for seed, vol, lab in synthetic_cohort(n, seed0):
         t = time.perf_counter()
@@ -124,6 +130,7 @@ def eval_synthetic(seg: Any, n: int, seed0: int, refine: bool = False) -> dict[s
             "modality": vol.modality,
             "model": out.meta.get("model"),
             "canal_refine": (out.meta.get("canal_refine") or {}).get("model"),
+            "lesion_refine": (out.meta.get("lesion_refine") or {}).get("model"),
             "contrast": vol.meta.get("contrast"),
             "seconds": round(dt, 2),
             "levels_true": sorted(int(v) for v in np.unique(rv) if v),
@@ -171,7 +178,7 @@ def eval_synthetic(seg: Any, n: int, seed0: int, refine: bool = False) -> dict[s
     return {"summary": summary, "cases": rows}
 
 
-def eval_real(seg: Any, refine: bool = False) -> dict[str, Any]:
+def eval_real(seg: Any, refine: Any = ()) -> dict[str, Any]:
     from pipeline.io import open_study, read_nifti
     from pipeline.segment import import_labels
 
@@ -231,14 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic", type=int, default=0, help="number of held-out synthetic cases")
     ap.add_argument("--seed0", type=int, default=700000)
     ap.add_argument("--real", action="store_true")
-    ap.add_argument("--refine-canal", action="store_true",
-                    help="apply the canal refinement of the graded series (axial only)")  # fmt: skip
+    ap.add_argument(
+        "--refine-canal",
+        action="store_true",
+        help="apply the canal refinement of the graded series (axial only)",
+    )
+    ap.add_argument("--refine-lesions", action="store_true",
+                    help="apply the bone-lesion refinement of CT series (axial only)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
     ap.add_argument(
         "--write-card", action="store_true", help="record the figures in the model card"
     )
     a = ap.parse_args(argv)
+    refine = {n for n, on in (("canal", a.refine_canal), ("lesions", a.refine_lesions)) if on}
     torch.set_num_threads(a.threads)
     from pipeline.segment import get_segmenter
 
@@ -248,10 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         "model": getattr(getattr(seg, "card", None), "name", None),
     }
     if a.synthetic:
-        report["synthetic"] = eval_synthetic(seg, a.synthetic, a.seed0, a.refine_canal)
+        report["synthetic"] = eval_synthetic(seg, a.synthetic, a.seed0, refine)
         print(json.dumps(report["synthetic"]["summary"], indent=1))
     if a.real:
-        report["real"] = eval_real(seg, a.refine_canal)
+        report["real"] = eval_real(seg, refine)
         print(json.dumps(report["real"], indent=1, default=str))
     if a.write_card and a.backend == "builtin":
         import yaml

@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
         help="builtin: re-segment the canal of an axial series at 0.5 mm with the canal model "
         "the model card names (what spinemet run does to the series it grades Bilsky on)",
     )
+    p.add_argument(
+        "--refine-lesions",
+        action="store_true",
+        help="builtin: re-segment the bone lesions of an axial CT at 1 mm with the lesion model "
+        "the model card names (what spinemet run does to every CT)",
+    )
     p.set_defaults(func=run)
 
 
@@ -39,8 +45,11 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.io import open_study, write_nifti
     from pipeline.segment import get_segmenter
 
-    if args.refine_canal and args.backend != "builtin":
-        raise InputError("OPTION_INVALID", "--refine-canal needs the builtin backend")
+    for flag in ("refine_canal", "refine_lesions"):
+        if getattr(args, flag) and args.backend != "builtin":
+            raise InputError(
+                "OPTION_INVALID", f"--{flag.replace('_', '-')} needs the builtin backend"
+            )
     study = open_study(args.input, modality=args.modality)
     vol = study.primary
     kw: dict[str, Any] = {}
@@ -50,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         kw = {"model": args.model}
     backend = get_segmenter(args.backend, device=args.device, **kw)
     seg = backend.segment(vol)
+    if args.refine_lesions:
+        seg = backend.refine_lesions(vol, seg)  # type: ignore[attr-defined]
+        print(f"lesion refinement: {seg.meta['lesion_refine']['note']}")
     if args.refine_canal:
         seg = backend.refine_canal(vol, seg)  # type: ignore[attr-defined]
         print(f"canal refinement: {seg.meta['canal_refine']['note']}")

@@ -80,6 +80,7 @@ def test_lesion_training_recipe_and_refiner(tmp_path):
         val_seeds=[9390000, 9390001], crop_px=48, pixel_mm=1.5, planes=3, window=[-200, 1200],
         posterior_offset_mm=-12.0, ct_span_mm=30, channels=[4, 8], strides=[2],
         num_res_units=0, batch_size=4, steps=2, val_every=2, num_threads=1,
+        positive_fraction=0.5, class_weights=[1.0, 1.0, 10.0, 10.0],
     )  # fmt: skip
     x, y = make_examples(9300000, cfg)
     assert x.shape[1:] == (48, 48) and len(x) == len(y) > 3
@@ -112,3 +113,19 @@ def test_lesion_training_recipe_and_refiner(tmp_path):
          "cache_dir": "c"}))  # fmt: skip
     with pytest.raises(ConfigError, match="CT only"):
         load_canal_config(tmp_path / "m.yaml")
+    cfg.class_weights = [1.0, 2.0]
+    with pytest.raises(ConfigError, match="class_weights needs 4"):
+        train(cfg, log=lambda m: None)
+
+
+def test_batches_draw_the_positive_share_from_lesion_crops():
+    from pipeline.train.canal import CanalTrainConfig, _batch_indices
+
+    cfg = CanalTrainConfig(task="canal_refine", out_dir="o", cache_dir="c", batch_size=20,
+                           positive_fraction=0.5)  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    positives = torch.tensor([7, 11])
+    idx = _batch_indices(1000, positives, cfg, gen)
+    assert len(idx) == 20 and set(idx[:10].tolist()) <= {7, 11}
+    cfg.positive_fraction = 0.0
+    assert not set(_batch_indices(1000, positives, cfg, gen).tolist()) <= {7, 11}

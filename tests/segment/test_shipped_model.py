@@ -183,3 +183,79 @@ def test_a_card_without_canal_model_leaves_the_segmentation_alone() -> None:
     out = seg.refine_canal(vol, SpineSegmentation(z, z, z, meta={"backend": "builtin"}))
     assert out.structures is z and not out.meta["canal_refine"]["applied"]
     assert "names no canal model" in out.meta["canal_refine"]["note"]
+
+
+def _lesion_folder():
+    """The bone-lesion model the main card names for CT (None: none named)."""
+    main = models_dir() / DEFAULT_MODEL
+    spec = yaml.safe_load((main / "card.yaml").read_text())["inference"].get("lesion_refine")
+    entries = spec if isinstance(spec, list) else [spec] if spec else []
+    names = [e["model"] for e in entries if "CT" in e["modalities"]]
+    return models_dir() / names[0] if names else None
+
+
+def test_lesion_model_card_and_weights() -> None:
+    folder = _lesion_folder()
+    if folder is None:
+        pytest.skip("the main card names no bone-lesion model")
+    card = yaml.safe_load((folder / "card.yaml").read_text())
+    for key in ("architecture", "classes", "crop", "training", "metrics", "sha256"):
+        assert key in card, key
+    assert card["classes"] == ["background", "bone", "lytic", "blastic"]
+    assert card["sha256"] == file_sha256(folder / card["weights"])
+    assert (folder / card["weights"]).stat().st_size < 25 * 1024**2
+    assert card["name"] == folder.name
+
+
+def test_shipped_lesion_model_finds_a_lytic_lesion_the_3d_model_misses() -> None:
+    """Built-in segmentation of a synthetic CT with a lytic lesion, then the bone-lesion
+    refinement the main card names: more of the lesion found, only lesion labels (and the
+    vertebrae of attached lesion voxels) changed."""
+    from pipeline import labels as L
+    from pipeline.io import Volume
+    from pipeline.synth.acquisition import acquire, ct_axial
+    from pipeline.synth.generator import StudyOptions, random_world
+
+    folder = _lesion_folder()
+    if folder is None:
+        pytest.skip("the main card names no bone-lesion model")
+    rng = np.random.default_rng(9399999)  # outside every training and cohort range
+    world, plan = random_world(rng, StudyOptions(lesion_type="lytic", region="thoracic"))
+    series = ct_axial(world, rng, centre_level=plan.index_level, slice_mm=1.5, n_slices=40)
+    img, lab = acquire(world, series, rng)
+    vol = Volume(img, np.asarray(series.affine), "CT")
+    seg = get_segmenter("builtin", device="cpu")
+    coarse = seg.segment(vol)
+    fine = seg.refine_lesions(vol, coarse)  # type: ignore[attr-defined]
+    info = fine.meta["lesion_refine"]
+    assert info["applied"] and info["model"] == folder.name and info["slices"] > 20
+    assert "lesion_refine_s" in fine.meta["timings"]
+    truth = np.isin(np.asarray(lab["structures"]), (L.LYTIC, L.BLASTIC))
+
+    def dice(st: np.ndarray) -> float:
+        p = np.isin(st, (L.LYTIC, L.BLASTIC))
+        return float(2 * (truth & p).sum() / max(1, truth.sum() + p.sum()))
+
+    assert truth.sum() > 100
+    assert dice(fine.structures.array) > max(0.5, dice(coarse.structures.array))
+    canal = np.isin(coarse.structures.array, (L.SAC, L.CORD, L.EPIDURAL, L.DISC))
+    assert (fine.structures.array[canal] == coarse.structures.array[canal]).all()
+    bone = coarse.vertebrae.array > 0
+    assert (fine.vertebrae.array[bone] == coarse.vertebrae.array[bone]).all()
+
+
+def test_lesion_refinement_reads_axial_ct_only() -> None:
+    from pipeline.io import Volume
+    from pipeline.segment.builtin import BuiltinSegmenter
+    from pipeline.segment.types import SpineSegmentation
+
+    seg = BuiltinSegmenter.cached(DEFAULT_MODEL, "cpu")
+    for vol in (
+        Volume(np.zeros((4, 8, 8), np.float32), np.diag([4.0, 0.7, 0.7, 1.0]), "CT"),  # sagittal
+        Volume(np.zeros((8, 8, 4), np.float32), np.diag([0.7, 0.7, 4.0, 1.0]), "MR"),
+    ):
+        z = vol.with_array(np.zeros(vol.shape, np.int16))
+        out = seg.refine_lesions(vol, SpineSegmentation(z, z, z, meta={"backend": "builtin"}))
+        assert out.structures is z and not out.meta["lesion_refine"]["applied"]
+        if _lesion_folder() is not None:
+            assert out.meta["lesion_refine"]["note"]
