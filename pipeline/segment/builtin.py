@@ -281,6 +281,11 @@ class BuiltinSegmenter:
             seg.parts.array if seg.parts is not None else None,
         )  # fmt: skip
         note = f"osseous lesions re-segmented at {refiner.card.pixel_mm:g} mm on {n} slices"
+        if refiner.dropped:
+            note += (
+                f"; {refiner.dropped} voxels of new lesion left out by the model's gate (not "
+                "lytic against the patient's bone, or blastic far from the 3-D model's lesions)"
+            )
         if n_att:
             note += (
                 f"; {n_att} lesion voxels outside the 3-D model's bone joined the nearest vertebra"
@@ -290,6 +295,7 @@ class BuiltinSegmenter:
             "model": refiner.card.name,
             "slices": n,
             "attached": n_att,
+            "gated_out": refiner.dropped,
             "note": note if n else "no canal found on any slice: nothing to refine",
         }
         meta["timings"] = {

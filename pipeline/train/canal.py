@@ -324,7 +324,7 @@ def _loss(cfg: CanalTrainConfig) -> Callable[[Any, Any], Any]:
     from monai.losses import DiceCELoss
 
     if cfg.class_weights is None:
-        return DiceCELoss(to_onehot_y=True, softmax=True)  # type: ignore[no-any-return]
+        return DiceCELoss(to_onehot_y=True, softmax=True)
     if len(cfg.class_weights) != len(cfg.classes):
         raise ConfigError(
             "TRAIN_CONFIG_INVALID",
@@ -388,6 +388,16 @@ def _write_card(
         "classes": list(cfg.classes),
         "input": {"modalities": [cfg.modality]},
         "crop": cfg.crop.as_card(),
+        **(
+            {
+                "class_weights": list(cfg.class_weights),
+                "class_weights_note": "trained with cross-entropy weighted so; inference divides "
+                "the class probabilities by these weights (undoes the prior "
+                "shift the weights cause) before the arg-max",
+            }
+            if cfg.class_weights is not None
+            else {}
+        ),  # fmt: skip
         "weights": "model.safetensors",
         "sha256": sha256,
         "training": {
