@@ -129,3 +129,33 @@ def test_batches_draw_the_positive_share_from_lesion_crops():
     assert len(idx) == 20 and set(idx[:10].tolist()) <= {7, 11}
     cfg.positive_fraction = 0.0
     assert not set(_batch_indices(1000, positives, cfg, gen).tolist()) <= {7, 11}
+
+
+def test_gate_keeps_new_lesions_only_where_attenuation_or_the_3d_model_supports_them():
+    from pipeline.segment.lesion import gate_new_lesions
+
+    gate = {"lytic_delta_hu": 100.0, "soft_tissue_hu": 40.0, "lytic_fraction": 0.5,
+            "fallback_reference_hu": 200.0, "blastic_within_mm": 20.0,
+            "lytic_min_inside_bone": 0.7}  # fmt: skip
+    aff = np.eye(4)
+    shape = (80, 20, 20)
+    vert = np.zeros(shape, np.int16)
+    vert[0:70] = 18
+    parts = np.where(vert > 0, L.BODY, 0).astype(np.int16)
+    img = np.full(shape, 150.0, np.float32)  # the patient's bone: 150 HU (lytic below 95)
+    coarse = np.zeros(shape, np.int16)
+    coarse[2:4, 2:4, 2:4] = L.BLASTIC  # the 3-D model's only lesion
+    refined = coarse.copy()
+    refined[10:14, 5:10, 5:10] = L.LYTIC  # 1. low attenuation inside bone: kept
+    img[10:14, 5:10, 5:10] = 40.0
+    refined[20:24, 5:10, 5:10] = L.LYTIC  # 2. at the bone's own attenuation: dropped
+    refined[66:74, 5:10, 5:10] = L.LYTIC  # 3. half outside the bone (soft tissue): dropped
+    img[66:74, 5:10, 5:10] = 40.0
+    refined[6:9, 8:11, 8:11] = L.BLASTIC  # 4. blastic within 12 mm of the 3-D lesion: kept
+    refined[50:53, 14:17, 14:17] = L.BLASTIC  # 5. blastic far from it: dropped
+    out, dropped = gate_new_lesions(refined, coarse, img, vert, parts, aff, gate)
+    assert (out[10:14, 5:10, 5:10] == L.LYTIC).all()
+    assert not out[20:24, 5:10, 5:10].any() and not out[66:74, 5:10, 5:10].any()
+    assert (out[6:9, 8:11, 8:11] == L.BLASTIC).all() and not out[50:53].any()
+    assert (out[2:4, 2:4, 2:4] == L.BLASTIC).all()  # the 3-D model's own lesion stays
+    assert dropped == 100 + 200 + 27
