@@ -90,10 +90,44 @@ def gate_new_lesions(
     lies in the 3-D model's bone (soft tissue next to a vertebra has a lytic attenuation
     too); new blastic voxels are kept within
     ``blastic_within_mm`` of a lesion of ``coarse``. Returns the map and the voxels dropped.
+    Works in the box of the bone and the lesions (a CT is mostly neither).
     """
     out = np.asarray(refined).astype(np.int16, copy=True)
-    cur = np.asarray(coarse)
-    img = np.asarray(image)
+    box = _box(
+        (np.asarray(vertebrae) > 0)
+        | np.isin(out, (L.LYTIC, L.BLASTIC))
+        | np.isin(np.asarray(coarse), (L.LYTIC, L.BLASTIC))
+    )
+    if box is None:
+        return out, 0
+    sub, dropped = _gate_in_box(
+        out[box], np.asarray(coarse)[box], np.asarray(image)[box], np.asarray(vertebrae)[box],
+        None if parts is None else np.asarray(parts)[box], affine, gate,
+    )  # fmt: skip
+    out[box] = sub
+    return out, dropped
+
+
+def _box(mask: npt.NDArray[np.bool_]) -> tuple[slice, ...] | None:
+    """Bounding box (slices) of a mask, or None when it is empty."""
+    sl = []
+    for ax in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        if hit.size == 0:
+            return None
+        sl.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(sl)
+
+
+def _gate_in_box(
+    out: npt.NDArray[np.int16],
+    cur: npt.NDArray[np.integer],
+    img: npt.NDArray[Any],
+    vertebrae: npt.NDArray[np.integer],
+    parts: npt.NDArray[np.integer] | None,
+    affine: FArr,
+    gate: dict[str, Any],
+) -> tuple[npt.NDArray[np.int16], int]:
     les_c = np.isin(cur, (L.LYTIC, L.BLASTIC))
     new = np.isin(out, (L.LYTIC, L.BLASTIC)) & ~les_c
     if not new.any():
