@@ -43,9 +43,17 @@ def test_segment_cli_refines_the_canal_on_request(tmp_path: Path, capsys) -> Non
                str(TS_CT / "example_seg_dicom_totalseg_fast.nii.gz"), "--refine-canal",
                "--out", str(tmp_path)])  # fmt: skip
     assert rc == 2 and "OPTION_INVALID" in capsys.readouterr().err
-    rc = main(["segment", str(TS_CT / "dicom"), "--refine-canal", "--device", "cpu",
-               "--out", str(tmp_path)])  # fmt: skip
+    rc = main(["segment", str(TS_CT / "dicom"), "--refine-canal", "--refine-lesions",
+               "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
     assert rc == 0
-    info = json.loads((tmp_path / "segmentation.json").read_text())["meta"]["canal_refine"]
+    meta = json.loads((tmp_path / "segmentation.json").read_text())["meta"]
+    info = meta["canal_refine"]
     assert info["applied"] and info["model"] == "spinemet-canal-ct" and info["slices"] > 10
-    assert "canal refinement: canal re-segmented" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "canal refinement: canal re-segmented" in out
+    les = meta["lesion_refine"]
+    assert les["applied"] and les["model"] == "spinemet-lesion-ct"
+    assert "lesion refinement: osseous lesions re-segmented" in out
+    # the real CT has no metastasis: nothing the gate lets through is left as lesion
+    st = np.asarray(nib.load(str(tmp_path / "structures.nii.gz")).dataobj)
+    assert not np.isin(st, (4, 5)).any()
