@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check of the built-in segmenter: inference on one synthetic CT and one synthetic MR
-# study on CUDA, and an axial T2 stack with the canal refinement; prints time per study (after a warm-up run) and peak GPU memory.
+# study on CUDA, an axial T2 stack with the canal refinement and the CT canal and lesion refinements; prints time per study (after a warm-up run) and peak GPU memory.
 # Installs nothing beyond the project itself (pip --no-deps): the machine must already
 # have torch with CUDA, monai, numpy, scipy, nibabel, pydicom, SimpleITK, safetensors, pyyaml.
 # Usage: bash benchmarks/gpu_check.sh [cuda:0]
@@ -54,6 +54,11 @@ ct_seg = seg.segment(ct)
 torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
 t = time.perf_counter(); out = seg.refine_canal(ct, ct_seg); torch.cuda.synchronize()
 res["CT canal refinement"] = {"seconds": round(time.perf_counter() - t, 3), "canal_refine": out.meta["canal_refine"],
+    "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
+# ... and the CT bone-lesion refinement spinemet run applies to every CT
+torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+t = time.perf_counter(); out = seg.refine_lesions(ct, ct_seg); torch.cuda.synchronize()
+res["CT lesion refinement"] = {"seconds": round(time.perf_counter() - t, 3), "lesion_refine": out.meta["lesion_refine"],
     "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
 print(json.dumps(res, indent=1))
 PYEOF
