@@ -28,7 +28,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -349,26 +349,83 @@ def paste_slice(
     out[sub[:, 0], sub[:, 1], sub[:, 2]] = np.where(keep, cur, new)
 
 
-class CanalRefiner:
-    """Loads a canal model once and refines the canal labels of axial slices."""
+@dataclass
+class SliceCrops:
+    """The crops of an axial series: slice axis, in-plane axes, slice indices, crop
+    centres (LPS, by slice index) and the crops (one per slice, in that order)."""
 
-    _cache: dict[tuple[str, str], CanalRefiner] = {}
+    axis: int
+    e_l: FArr
+    e_p: FArr
+    slices: list[int]
+    centres: dict[int, FArr]
+    crops: npt.NDArray[np.float32]
+
+
+class SliceRefiner:
+    """A 2-D slice model (its card, weights and device), loaded once per process.
+
+    Subclasses name the ``classes`` their card must declare (:class:`CanalRefiner`,
+    :class:`pipeline.segment.lesion.LesionRefiner`).
+    """
+
+    classes: ClassVar[tuple[str, ...]] = CANAL_CLASSES
+    _cache: ClassVar[dict[tuple[type, str, str], Any]] = {}
 
     def __init__(self, model: str | Path, device: torch.device) -> None:
         from pipeline.segment.model import load_network
 
-        self.card = CanalCard.load(model)
+        self.card = CanalCard.load(model, classes=self.classes)
         self.device = device
-        self.tumour_gate_mm = self.card.tumour_gate_mm
         self.net = load_network(self.card, device)  # type: ignore[arg-type]
 
     @classmethod
-    def cached(cls, model: str | Path, device: torch.device) -> CanalRefiner:
-        """One instance per (model, device) per process."""
-        key = (str(model), str(device))
-        if key not in cls._cache:
-            cls._cache[key] = cls(model, device)
-        return cls._cache[key]
+    def cached(cls: type[_R], model: str | Path, device: torch.device) -> _R:
+        """One instance per (class, model, device) per process."""
+        key = (cls, str(model), str(device))
+        if key not in SliceRefiner._cache:
+            SliceRefiner._cache[key] = cls(model, device)
+        return SliceRefiner._cache[key]
+
+    def slice_crops(
+        self, image: npt.NDArray[Any], affine: FArr, structures: npt.NDArray[np.integer]
+    ) -> SliceCrops:
+        """The crops of every slice through the canal of ``structures`` (the card's
+        :class:`CropSpec`, centred by its offset from each slice's canal centre)."""
+        axis = slice_axis(affine)
+        e_l, e_p = crop_frame(affine, axis)
+        spec = self.card.crop
+        found = canal_centres(np.asarray(structures), axis)
+        ks = sorted(found)
+        cen = {k: spec.centre_on(index_to_lps(found[k], affine), e_p) for k in ks}
+        img = np.asarray(image, dtype=np.float32)
+        n = spec.size_px
+        crops = (
+            np.stack([spec.sample(img, affine, cen[k], e_l, e_p) for k in ks])
+            if ks
+            else np.zeros((0, n, n), np.float32)
+        )
+        return SliceCrops(axis, e_l, e_p, ks, cen, crops)
+
+    def _predict(self, crops: npt.NDArray[np.float32], batch: int = 32) -> npt.NDArray[np.float32]:
+        """Class probabilities (m, classes, n, n) of crops (m, n, n)."""
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(crops), batch):
+                x = torch.from_numpy(crops[i : i + batch, None]).to(self.device)
+                outs.append(torch.softmax(self.net(x).float(), dim=1).cpu().numpy())
+        return np.concatenate(outs)
+
+
+_R = TypeVar("_R", bound=SliceRefiner)
+
+
+class CanalRefiner(SliceRefiner):
+    """Loads a canal model once and refines the canal labels of axial slices."""
+
+    def __init__(self, model: str | Path, device: torch.device) -> None:
+        super().__init__(model, device)
+        self.tumour_gate_mm = self.card.tumour_gate_mm
 
     def refine(
         self, image: npt.NDArray[Any], affine: FArr, structures: npt.NDArray[np.integer]
@@ -384,23 +441,17 @@ class CanalRefiner:
         structures : ndarray
             The coarse structures map on the same grid.
         """
-        axis = slice_axis(affine)
-        e_l, e_p = crop_frame(affine, axis)
-        spec = self.card.crop
         out = np.asarray(structures).astype(np.int16, copy=True)
-        centres = canal_centres(out, axis)
-        if not centres:
+        sc = self.slice_crops(image, affine, out)
+        if not sc.slices:
             return out, 0
-        img = np.asarray(image, dtype=np.float32)
-        ks = sorted(centres)
-        lps_c = {k: index_to_lps(centres[k], affine) for k in ks}
-        crops = np.stack([spec.sample(img, affine, lps_c[k], e_l, e_p) for k in ks])
-        prob = self._predict(crops)
+        prob = self._predict(sc.crops)
         if self.tumour_gate_mm is not None:
-            self._gate_tumour(prob, [lps_c[k] for k in ks], e_l, e_p, affine, out)
-        for k, pk in zip(ks, prob, strict=True):
-            paste_slice(out, axis, k, affine, lps_c[k], e_l, e_p, pk, spec.pixel_mm)
-        return out, len(ks)
+            self._gate_tumour(prob, [sc.centres[k] for k in sc.slices], sc.e_l, sc.e_p, affine, out)
+        for k, pk in zip(sc.slices, prob, strict=True):
+            paste_slice(out, sc.axis, k, affine, sc.centres[k], sc.e_l, sc.e_p, pk,
+                        self.card.pixel_mm)  # fmt: skip
+        return out, len(sc.slices)
 
     def _gate_tumour(
         self,
@@ -436,11 +487,3 @@ class CanalRefiner:
             d, _ = tree.query(pts, distance_upper_bound=gate + 1e-6)
             far = ~np.isfinite(d).reshape(n, n)
             prob[i, CANAL_CLASSES.index("epidural")][far] = 0.0
-
-    def _predict(self, crops: npt.NDArray[np.float32], batch: int = 32) -> npt.NDArray[np.float32]:
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(crops), batch):
-                x = torch.from_numpy(crops[i : i + batch, None]).to(self.device)
-                outs.append(torch.softmax(self.net(x).float(), dim=1).cpu().numpy())
-        return np.concatenate(outs)

@@ -42,13 +42,9 @@ from scipy import ndimage
 
 from pipeline import labels as L
 from pipeline.errors import ConfigError
-from pipeline.io.volume import index_to_lps
 from pipeline.segment.canal import (
-    CanalCard,
-    canal_centres,
-    crop_frame,
+    SliceRefiner,
     paste_slice,
-    slice_axis,
 )
 
 #: Output classes of the lesion network, in channel order.
@@ -70,6 +66,17 @@ def lesion_targets(
     out[st == L.LYTIC] = 2
     out[st == L.BLASTIC] = 3
     return out
+
+
+def _box(mask: npt.NDArray[np.bool_]) -> tuple[slice, ...] | None:
+    """Bounding box (slices) of a mask, or None when it is empty."""
+    sl = []
+    for ax in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        if hit.size == 0:
+            return None
+        sl.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(sl)
 
 
 def gate_new_lesions(
@@ -100,38 +107,16 @@ def gate_new_lesions(
     )
     if box is None:
         return out, 0
-    sub, dropped = _gate_in_box(
-        out[box], np.asarray(coarse)[box], np.asarray(image)[box], np.asarray(vertebrae)[box],
-        None if parts is None else np.asarray(parts)[box], affine, gate,
-    )  # fmt: skip
-    out[box] = sub
-    return out, dropped
-
-
-def _box(mask: npt.NDArray[np.bool_]) -> tuple[slice, ...] | None:
-    """Bounding box (slices) of a mask, or None when it is empty."""
-    sl = []
-    for ax in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
-        if hit.size == 0:
-            return None
-        sl.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(sl)
-
-
-def _gate_in_box(
-    out: npt.NDArray[np.int16],
-    cur: npt.NDArray[np.integer],
-    img: npt.NDArray[Any],
-    vertebrae: npt.NDArray[np.integer],
-    parts: npt.NDArray[np.integer] | None,
-    affine: FArr,
-    gate: dict[str, Any],
-) -> tuple[npt.NDArray[np.int16], int]:
+    full = out
+    out = full[box]  # a view: the gate below writes through to ``full``
+    cur = np.asarray(coarse)[box]
+    img = np.asarray(image)[box]
+    vertebrae = np.asarray(vertebrae)[box]
+    parts = None if parts is None else np.asarray(parts)[box]
     les_c = np.isin(cur, (L.LYTIC, L.BLASTIC))
     new = np.isin(out, (L.LYTIC, L.BLASTIC)) & ~les_c
     if not new.any():
-        return out, 0
+        return full, 0
     bone = (np.asarray(vertebrae) > 0) & ~les_c & ~np.isin(out, (L.LYTIC, L.BLASTIC))
     if parts is not None and (bone & (np.asarray(parts) == L.BODY)).sum() >= 200:
         bone &= np.asarray(parts) == L.BODY
@@ -163,7 +148,7 @@ def _gate_in_box(
         drop = bla & ~near
         dropped += int(drop.sum())
         out[drop] = 0
-    return out, dropped
+    return full, dropped
 
 
 def attach_lesions(
@@ -207,17 +192,13 @@ def attach_lesions(
     return vert, pr, st, int(ok.sum())
 
 
-class LesionRefiner:
+class LesionRefiner(SliceRefiner):
     """Loads a bone-lesion model once and refines the lesion labels of axial CT slices."""
 
-    _cache: dict[tuple[str, str], LesionRefiner] = {}
+    classes = LESION_CLASSES
 
     def __init__(self, model: str | Path, device: torch.device) -> None:
-        from pipeline.segment.model import load_network
-
-        self.card = CanalCard.load(model, classes=LESION_CLASSES)
-        self.device = device
-        self.net = load_network(self.card, device)  # type: ignore[arg-type]
+        super().__init__(model, device)
         # A model trained with class-weighted cross-entropy over-calls the up-weighted
         # classes by about their weight; dividing the probabilities by the weights undoes
         # that shift (validation Dice of spinemet-lesion-ct: lytic 0.77 -> 0.83).
@@ -240,14 +221,6 @@ class LesionRefiner:
                 f"{self.card.folder}: class_weights must be {len(LESION_CLASSES)} positive numbers",
             )
 
-    @classmethod
-    def cached(cls, model: str | Path, device: torch.device) -> LesionRefiner:
-        """One instance per (model, device) per process."""
-        key = (str(model), str(device))
-        if key not in cls._cache:
-            cls._cache[key] = cls(model, device)
-        return cls._cache[key]
-
     def refine(
         self,
         image: npt.NDArray[Any],
@@ -263,36 +236,23 @@ class LesionRefiner:
         Returns vertebrae, parts, structures, the slices refined and the lesion voxels
         attached to a vertebra (see :func:`attach_lesions`).
         """
-        axis = slice_axis(affine)
-        e_l, e_p = crop_frame(affine, axis)
-        spec = self.card.crop
         st = np.asarray(structures).astype(np.int16, copy=True)
-        centres = canal_centres(st, axis)
-        if not centres:
+        sc = self.slice_crops(image, affine, st)
+        if not sc.slices:
             pr = None if parts is None else np.asarray(parts).astype(np.int16)
             return np.asarray(vertebrae).astype(np.int16), pr, st, 0, 0
         img = np.asarray(image, dtype=np.float32)
-        ks = sorted(centres)
-        cen = {k: spec.centre_on(index_to_lps(centres[k], affine), e_p) for k in ks}
-        crops = np.stack([spec.sample(img, affine, cen[k], e_l, e_p) for k in ks])
-        prob = self._predict(crops)
+        prob = self._predict(sc.crops)
         if self.class_weights is not None:
             prob = prob / self.class_weights[None, :, None, None]
-        for k, pk in zip(ks, prob, strict=True):
-            paste_slice(st, axis, k, affine, cen[k], e_l, e_p, pk, spec.pixel_mm,
-                        codes=LESION_CODES, replace=(0, L.LYTIC, L.BLASTIC))  # fmt: skip
+        for k, pk in zip(sc.slices, prob, strict=True):
+            paste_slice(st, sc.axis, k, affine, sc.centres[k], sc.e_l, sc.e_p, pk,
+                        self.card.pixel_mm, codes=LESION_CODES,
+                        replace=(0, L.LYTIC, L.BLASTIC))  # fmt: skip
         self.dropped = 0
         if self.gate is not None:
             st, self.dropped = gate_new_lesions(
                 st, structures, img, vertebrae, parts, affine, self.gate
             )
         vert, pr, st, n_att = attach_lesions(vertebrae, parts, st, affine)
-        return vert, pr, st, len(ks), n_att
-
-    def _predict(self, crops: npt.NDArray[np.float32], batch: int = 32) -> npt.NDArray[np.float32]:
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(crops), batch):
-                x = torch.from_numpy(crops[i : i + batch, None]).to(self.device)
-                outs.append(torch.softmax(self.net(x).float(), dim=1).cpu().numpy())
-        return np.concatenate(outs)
+        return vert, pr, st, len(sc.slices), n_att
