@@ -236,6 +236,9 @@ def run_study(
             "vertebra numbering is uncertain (no sacrum/C2 anchor or partial coverage): check the levels"
         )
     messages += [str(w) for w in seg_meta.get("warnings", [])]
+    les = seg_meta.get("lesion_refine") or {}
+    if les.get("applied"):  # where lesions come from, and what its gate left out
+        messages.append(f"{les.get('model')}: {les.get('note')}")
 
     # The series (and its structures) the Bilsky grade was read on, when not the primary:
     # the report's axial picture is drawn from it.

@@ -236,3 +236,28 @@ def test_bilsky_is_read_on_the_axial_t2_whenever_the_study_has_one():
         "mr_sagittal_t2", "mr_axial_t2")  # fmt: skip
     assert _choose({"ct_axial": v["ct_axial"]})[0::2] == ("ct_axial", None)
     assert _choose({"mr_axial_t2": v["mr_axial_t2"]})[0::2] == ("mr_axial_t2", None)
+
+
+def test_ct_study_lesions_refined_and_said(tmp_path):
+    """A synthetic CT study with a lytic lesion through the built-in model: the CT's bone
+    lesions are re-segmented by the lesion model the card names, the report says so, and
+    the index vertebra is found involved with a lytic lesion."""
+    pytest.importorskip("pipeline.synth.study")
+    from pipeline.synth.generator import StudyOptions
+    from pipeline.synth.study import generate_study
+
+    d = tmp_path / "s9399998"  # a seed outside every training and cohort range
+    generate_study(9399998, d, StudyOptions(lesion_type="lytic", region="thoracic"),
+                   modality="CT")  # fmt: skip
+    truth = json.loads((d / "truth.json").read_text())
+    res = run_study(d / "dicom", tmp_path / "out", progress=None)
+    run_info = json.loads((res.out_dir / "run.json").read_text())
+    les = run_info["segmenter"]["lesion_refine"]
+    assert les["applied"] and les["model"] == "spinemet-lesion-ct"
+    assert any(m.startswith("spinemet-lesion-ct: osseous lesions re-segmented")
+               for m in res.report["messages"])  # fmt: skip
+    index = [v for v in truth["vertebrae"] if v.get("involved") and v["sins"]["lesion"] == "lytic"]
+    assert index
+    found = {v["level"]: v for v in res.report["vertebrae"]}
+    hits = [found[v["level"]] for v in index if v["level"] in found]
+    assert any(h["involved"] and h["sins"]["lesion"] in ("lytic", "mixed") for h in hits)
