@@ -180,7 +180,10 @@ def _wall_normal(g: VertebraGeometry, a0: FArr) -> FArr:
 
 def _assign_frames(geos: list[VertebraGeometry]) -> None:
     """Give each vertebra its own frame (see module docstring)."""
-    cents = [g.centroid for g in geos]
+    # The column runs through the bodies: whole-vertebra centroids move with whatever bone
+    # the segmentation attached to a vertebra (a first rib or scapula at T1 on a
+    # cervicothoracic CT tilted the column direction by 60-90 deg there).
+    cents = [g.body_centroid for g in geos]
     for i, g in enumerate(geos):
         # Column direction (toward the head) from neighbours: the fallback superior axis.
         if len(geos) >= 2:
