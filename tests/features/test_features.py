@@ -289,3 +289,27 @@ def test_body_cut_head_feet_is_not_measured():
     assert cut, "the field of view should cut the end vertebrae"
     for v in cut:
         assert v.collapse.provenance == "not_assessable"
+
+
+def test_bone_attached_far_from_a_body_does_not_tilt_the_column():
+    """Frames without posterior parts follow the column; a first rib or scapula that the
+    segmentation gave to one vertebra moves its centroid, not the column (body centres)."""
+    from pipeline.features.geometry import vertebra_geometries
+
+    ph = default_phantom(15, 5)
+    shape, aff = grid("axial", 1.0, fov=(120.0, 120.0, 140.0), centre=(0.0, 0.0, 8.0))
+    r = render(ph, shape, aff)
+    vert, parts = r["vertebrae"].copy(), r["parts"].copy()
+    parts[(parts != L.BODY) & (parts > 0)] = 0  # bodies only: frames from the column
+    t10 = vert == 17
+    k = int(np.argwhere(t10)[:, 2].mean())
+    vert[0:30, 90:120, k - 15 : k + 15] = 17  # a 27 ml block 30-60 mm lateral and posterior
+    f = extract_features(Volume(r["ct"], aff, "CT"), vert, r["structures"], parts)
+    geos = {g.level: g for g in vertebra_geometries(vert, parts, aff)}
+    for lv in ("T9", "T11"):
+        assert abs(float(geos[lv].s @ np.array([0.0, 0.0, 1.0]))) > 0.95, lv
+    for lv in ("T8", "T9", "T10", "T11"):
+        v = f.vertebra(lv)
+        assert v.measurements["translation_mm"] is None or v.measurements["translation_mm"] < 3.0, (
+            lv
+        )
