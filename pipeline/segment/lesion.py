@@ -87,6 +87,7 @@ def gate_new_lesions(
     parts: npt.NDArray[np.integer] | None,
     affine: FArr,
     gate: dict[str, Any],
+    slice_axis_index: int | None = None,
 ) -> tuple[npt.NDArray[np.int16], int]:
     """Drop lesion regions the refinement added that fail the card's gate (in place copy).
 
@@ -95,11 +96,14 @@ def gate_new_lesions(
     (ref - soft_tissue_hu))``, ``ref`` the median HU of the vertebral bodies (``parts``
     body, else all bone) outside any lesion, and at least ``lytic_min_inside_bone`` of it
     lies in the 3-D model's bone (soft tissue next to a vertebra has a lytic attenuation
-    too); new blastic voxels are kept within
+    too), and (with ``slice_axis_index``) it does not reach the first or last slice of the
+    series (cut by the field of view, and read there from a slab with planes missing);
+    new blastic voxels are kept within
     ``blastic_within_mm`` of a lesion of ``coarse``. Returns the map and the voxels dropped.
     Works in the box of the bone and the lesions (a CT is mostly neither).
     """
     out = np.asarray(refined).astype(np.int16, copy=True)
+    n_slices = out.shape[slice_axis_index] if slice_axis_index is not None else 0
     box = _box(
         (np.asarray(vertebrae) > 0)
         | np.isin(out, (L.LYTIC, L.BLASTIC))
@@ -133,6 +137,12 @@ def gate_new_lesions(
         med = np.asarray(ndimage.median(img, lab, ids), dtype=np.float64)
         inside = np.asarray(ndimage.mean(np.asarray(vertebrae) > 0, lab, ids), dtype=np.float64)
         ok = (med < lytic_thr) & (inside >= float(gate["lytic_min_inside_bone"]))
+        if slice_axis_index is not None:  # cut by the first or last slice: not seen whole
+            ends = np.zeros(n + 1, bool)
+            for k in (0, lab.shape[slice_axis_index] - 1):
+                if box[slice_axis_index].start + k in (0, n_slices - 1):
+                    ends[np.unique(np.take(lab, k, axis=slice_axis_index))] = True
+            ok &= ~ends[1:]
         bad = np.concatenate([[False], ~ok])
         drop = bad[lab]
         dropped += int(drop.sum())
@@ -252,7 +262,7 @@ class LesionRefiner(SliceRefiner):
         self.dropped = 0
         if self.gate is not None:
             st, self.dropped = gate_new_lesions(
-                st, structures, img, vertebrae, parts, affine, self.gate
+                st, structures, img, vertebrae, parts, affine, self.gate, sc.axis
             )
         vert, pr, st, n_att = attach_lesions(vertebrae, parts, st, affine)
         return vert, pr, st, len(sc.slices), n_att
