@@ -159,3 +159,13 @@ def test_gate_keeps_new_lesions_only_where_attenuation_or_the_3d_model_supports_
     assert (out[6:9, 8:11, 8:11] == L.BLASTIC).all() and not out[50:53].any()
     assert (out[2:4, 2:4, 2:4] == L.BLASTIC).all()  # the 3-D model's own lesion stays
     assert dropped == 100 + 200 + 27
+    # a low-attenuation region reaching the last slice along the slice axis is cut by the
+    # field of view: dropped when the slice axis is given, kept otherwise
+    edge = coarse.copy()
+    edge[30:34, 5:10, 15:20] = L.LYTIC
+    img2 = img.copy()
+    img2[30:34, 5:10, 15:20] = 40.0
+    kept, _ = gate_new_lesions(edge, coarse, img2, vert, parts, aff, gate)
+    cut, n_cut = gate_new_lesions(edge, coarse, img2, vert, parts, aff, gate, slice_axis_index=2)
+    assert (kept[30:34, 5:10, 15:20] == L.LYTIC).all()
+    assert not cut[30:34, 5:10, 15:20].any() and n_cut == 100
