@@ -115,6 +115,21 @@ def body_heights(
     return out
 
 
+def lytic_threshold_hu(reference_hu: float, cfg: dict[str, Any]) -> float:
+    """HU below which bone is lytic against the patient's normal bone ``reference_hu``.
+
+    Closer to soft tissue than to that bone, or ``lytic_delta_hu`` below it, whichever is
+    higher: low-density (osteoporotic) bone leaves little room between the two. ``cfg``
+    is ``configs/features.yaml`` ``lesion_quality`` (``lytic_delta_hu``, optional
+    ``soft_tissue_hu`` and ``lytic_fraction``).
+    """
+    soft = float(cfg.get("soft_tissue_hu", 40.0))
+    return max(
+        reference_hu - float(cfg["lytic_delta_hu"]),
+        soft + float(cfg.get("lytic_fraction", 0.5)) * (reference_hu - soft),
+    )
+
+
 def lesion_quality_ct(
     geo: VertebraGeometry,
     lesion: npt.NDArray[np.bool_],
@@ -138,14 +153,7 @@ def lesion_quality_ct(
         use = np.ones(len(idx), dtype=bool)
     hu = np.asarray(ct)[tuple(idx[use].T)].astype(np.float64)
     d = hu - reference_hu
-    # lytic: closer to soft tissue than to the patient's bone (or far below the bone);
-    # low-density (osteoporotic) bone leaves little room between the two
-    soft = float(cfg.get("soft_tissue_hu", 40.0))
-    lytic_thr = max(
-        reference_hu - cfg["lytic_delta_hu"],
-        soft + cfg.get("lytic_fraction", 0.5) * (reference_hu - soft),
-    )
-    lytic = float(np.mean(hu < lytic_thr))
+    lytic = float(np.mean(hu < lytic_threshold_hu(reference_hu, cfg)))
     blastic = float(np.mean(d > cfg["blastic_delta_hu"]))
     meas = {
         "lesion_median_hu": float(np.median(hu)),

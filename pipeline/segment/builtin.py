@@ -213,17 +213,8 @@ class BuiltinSegmenter:
         records ``applied``, the ``model``, the number of ``slices`` refined and a
         ``note``. Only the sac, cord and epidural-tumour labels change.
         """
-        from pipeline.segment.canal import MAX_AXIAL_TILT_DEG, axial_tilt_deg
-
         meta = dict(seg.meta)
-        folder, why_not = self._canal_model(volume.modality)
-        tilt = axial_tilt_deg(volume.affine)
-        if folder is not None and tilt > MAX_AXIAL_TILT_DEG:
-            folder = None
-            why_not = (
-                f"slices {tilt:.0f} deg from axial (over {MAX_AXIAL_TILT_DEG:g}): the canal model "
-                "reads axial slices only"
-            )
+        folder, why_not = self._slice_model("canal_refine", volume)
         if folder is None:
             meta["canal_refine"] = {"applied": False, "model": None, "slices": 0, "note": why_not}
             return dataclasses.replace(seg, meta=meta)
@@ -261,14 +252,8 @@ class BuiltinSegmenter:
         ``attached`` to a vertebra and a ``note``. The lytic / blastic labels change, and
         lesion voxels the 3-D model left out of the bone join the nearest vertebra.
         """
-        from pipeline.segment.canal import MAX_AXIAL_TILT_DEG, axial_tilt_deg
-
         meta = dict(seg.meta)
-        folder, why_not = self._slice_model("lesion_refine", volume.modality)
-        tilt = axial_tilt_deg(volume.affine)
-        if folder is not None and tilt > MAX_AXIAL_TILT_DEG:
-            folder = None
-            why_not = f"slices {tilt:.0f} deg from axial: the lesion model reads axial slices only"
+        folder, why_not = self._slice_model("lesion_refine", volume)
         if folder is None:
             meta["lesion_refine"] = {"applied": False, "model": None, "slices": 0, "note": why_not}
             return dataclasses.replace(seg, meta=meta)
@@ -312,27 +297,33 @@ class BuiltinSegmenter:
             meta=meta,
         )
 
-    def _canal_model(self, modality: str) -> tuple[Path | None, str]:
-        """Folder of the canal model the card names for ``modality``, or why there is none."""
-        return self._slice_model("canal_refine", modality)
-
-    def _slice_model(self, key: str, modality: str) -> tuple[Path | None, str]:
-        """Folder of the slice model the card's ``inference.<key>`` names for ``modality``,
-        or why there is none.
+    def _slice_model(self, key: str, volume: Volume) -> tuple[Path | None, str]:
+        """Folder of the slice model the card's ``inference.<key>`` names for the volume's
+        modality, or why there is none (none named or installed, or a series more than
+        ``MAX_AXIAL_TILT_DEG`` from axial: slice models read axial slices).
 
         ``inference.<key>`` is one ``{model, modalities}`` entry or a list of them.
         """
+        from pipeline.segment.canal import MAX_AXIAL_TILT_DEG, axial_tilt_deg
+
         what = {"canal_refine": "canal", "lesion_refine": "bone-lesion"}.get(key, key)
         spec = self.card.raw.get("inference", {}).get(key)
         if not spec:
             return None, f"{self.card.name} names no {what} model"
         entries = spec if isinstance(spec, list) else [spec]
+        modality = volume.modality
         entry = next((e for e in entries if modality in e.get("modalities", ("MR",))), None)
         if entry is None:
             return None, f"{self.card.name} names no {what} model for {modality}"
         folder = self.card.folder.parent / str(entry["model"])
         if not (folder / "card.yaml").exists():
             return None, f"{what} model {entry['model']} is not installed"
+        tilt = axial_tilt_deg(volume.affine)
+        if tilt > MAX_AXIAL_TILT_DEG:
+            return None, (
+                f"slices {tilt:.0f} deg from axial (over {MAX_AXIAL_TILT_DEG:g}): the {what} "
+                "model reads axial slices only"
+            )
         return folder, ""
 
     def _runner_for(

@@ -42,10 +42,12 @@ from scipy import ndimage
 
 from pipeline import labels as L
 from pipeline.errors import ConfigError
+from pipeline.features.vertebra import lytic_threshold_hu
 from pipeline.segment.canal import (
     SliceRefiner,
     paste_slice,
 )
+from pipeline.segment.levels import fill_from_nearest
 
 #: Output classes of the lesion network, in channel order.
 LESION_CLASSES: tuple[str, ...] = ("background", "bone", "lytic", "blastic")
@@ -125,10 +127,7 @@ def gate_new_lesions(
     if parts is not None and (bone & (np.asarray(parts) == L.BODY)).sum() >= 200:
         bone &= np.asarray(parts) == L.BODY
     ref = float(np.median(img[bone])) if bone.sum() >= 200 else float(gate["fallback_reference_hu"])
-    soft = float(gate["soft_tissue_hu"])
-    lytic_thr = max(
-        ref - float(gate["lytic_delta_hu"]), soft + float(gate["lytic_fraction"]) * (ref - soft)
-    )
+    lytic_thr = lytic_threshold_hu(ref, gate)  # the features' own rule (lesion quality)
     dropped = 0
     lyt = new & (out == L.LYTIC)
     lab, n = ndimage.label(lyt, structure=ndimage.generate_binary_structure(3, 3))
@@ -178,28 +177,9 @@ def attach_lesions(
     st = np.asarray(structures).astype(np.int16, copy=True)
     pr = None if parts is None else np.asarray(parts).astype(np.int16, copy=True)
     loose = np.isin(st, (L.LYTIC, L.BLASTIC)) & (vert == 0)
-    if not loose.any():
-        return vert, pr, st, 0
-    if not vert.any():
-        st[loose] = 0
-        return vert, pr, st, 0
-    idx = np.argwhere(loose | (vert > 0))
-    box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
-    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
-    dist, near = ndimage.distance_transform_edt(
-        vert[box] == 0, sampling=spacing, return_indices=True
-    )
-    sub_loose = loose[box]
-    ok = sub_loose & (dist <= max_mm)
-    src = tuple(ix[ok] for ix in near)
-    vb = vert[box]
-    vb[ok] = vb[src]
-    if pr is not None:
-        pb = pr[box]
-        pb[ok] = pb[src]
-    sb = st[box]
-    sb[sub_loose & ~ok] = 0
-    return vert, pr, st, int(ok.sum())
+    done = fill_from_nearest(vert, loose, affine, max_mm, () if pr is None else (pr,))
+    st[loose & ~done] = 0
+    return vert, pr, st, int(done.sum())
 
 
 class LesionRefiner(SliceRefiner):

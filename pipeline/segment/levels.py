@@ -298,6 +298,36 @@ def grow_labels(
     return out
 
 
+def fill_from_nearest(
+    lab: npt.NDArray[np.integer],
+    todo: npt.NDArray[np.bool_],
+    affine: npt.NDArray[np.float64],
+    max_mm: float,
+    others: tuple[npt.NDArray[np.integer], ...] = (),
+) -> npt.NDArray[np.bool_]:
+    """Give ``todo`` voxels the label of the nearest labelled voxel of ``lab`` within
+    ``max_mm`` (in place; the same voxel's values of each map in ``others`` too).
+
+    Works in the box of ``todo`` and the labels. Returns the mask of voxels filled.
+    """
+    filled = np.zeros(todo.shape, bool)
+    if not todo.any() or not lab.any():
+        return filled
+    idx = np.argwhere(todo | (lab > 0))
+    box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    dist, near = ndimage.distance_transform_edt(
+        lab[box] == 0, sampling=spacing, return_indices=True
+    )
+    ok = todo[box] & (dist <= max_mm)
+    src = tuple(ix[ok] for ix in near)
+    for m in (lab, *others):
+        sub = m[box]
+        sub[ok] = sub[src]
+    filled[box] = ok
+    return filled
+
+
 def _grow_in_box(
     lab: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_], max_iter: int
 ) -> npt.NDArray[np.int32]:

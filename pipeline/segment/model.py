@@ -244,6 +244,7 @@ def derive_maps(
     from pipeline.segment.levels import (
         body_instances,
         drop_off_column,
+        fill_from_nearest,
         grow_labels,
         main_sacrum,
         merge_fragments,
@@ -262,17 +263,9 @@ def derive_maps(
     inst, n_dropped = drop_off_column(body_instances(body_like, affine), affine, canal)
     inst = merge_fragments(inst, affine)
     inst = grow_labels(inst, bone)
-    orphan = bone & (inst == 0)
-    if orphan.any() and inst.any():
-        # Bone not connected to any body (a fragment of an arch): nearest instance within
-        # ORPHAN_MAX_MM; bone further away is not this column's (left unlabelled).
-        idx = np.argwhere(bone | (inst > 0))
-        box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
-        sub, orph = inst[box], orphan[box]
-        spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
-        dist, near = ndimage.distance_transform_edt(sub == 0, sampling=spacing, return_indices=True)
-        orph &= dist <= ORPHAN_MAX_MM
-        sub[orph] = sub[tuple(ix[orph] for ix in near)]
+    # Bone not connected to any body (a fragment of an arch): nearest instance within
+    # ORPHAN_MAX_MM; bone further away is not this column's (left unlabelled).
+    fill_from_nearest(inst, bone & (inst == 0), affine, ORPHAN_MAX_MM)
     sacrum = main_sacrum(sem == SEM["sacrum"], affine, inst)
     if not plausible_sacrum(sacrum, affine):
         sacrum = np.zeros_like(sacrum)  # a few ml of "sacrum" is a segmentation error
