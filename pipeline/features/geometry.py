@@ -38,6 +38,10 @@ MAX_AXIAL_ROTATION_DEG = 60.0
 #: ...or its superior axis tilts further than this from the column through its neighbours
 #: (focal deformities tilt a vertebra by tens of degrees, not by half a right angle).
 MAX_TILT_FROM_COLUMN_DEG = 45.0
+#: ...or it is turned about its superior axis further than this from every neighbour
+#: (up to two on each side): intervertebral axial rotation in scoliosis is a few degrees
+#: per level, accumulating toward the apex, not tens of degrees at one level.
+MAX_AXIAL_TURN_FROM_NEIGHBOURS_DEG = 25.0
 #: A "body" part smaller than this share of its vertebra's voxels is not the body but a
 #: few stray voxels (label maps resampled apart, or the sacrum, which has no body part in
 #: our scheme): the body centre is then the centre of the whole label. Measured on held-out
@@ -238,14 +242,32 @@ def _replace_implausible_frames(geos: list[VertebraGeometry], cents: list[FArr])
             _angle_deg(g.a, a_patient) > MAX_AXIAL_ROTATION_DEG
             or _angle_deg(g.s, up) > MAX_TILT_FROM_COLUMN_DEG
         )
+    # Axial rotation against the neighbours (up to two on each side, own frames that
+    # passed the checks above): scoliotic rotation builds up over several levels, so one
+    # vertebra turned far from all of them has a wrong frame (on held-out cohort Q a C4
+    # turned 58 deg put its posterior wall 7 mm to the side: a false 7 mm translation).
+    for i, g in enumerate(geos):
+        if bad[i] or not g.frame_source.startswith("parts"):
+            continue
+        nb_a = [
+            geos[j].a
+            for j in (i - 2, i - 1, i + 1, i + 2)
+            if 0 <= j < len(geos) and not bad[j] and geos[j].frame_source.startswith("parts")
+        ]
+        if len(nb_a) >= 2:
+            turns = [_angle_deg(g.a - (g.a @ g.s) * g.s, a - (a @ g.s) * g.s) for a in nb_a]
+            bad[i] = min(turns) > MAX_AXIAL_TURN_FROM_NEIGHBOURS_DEG
     for i, g in enumerate(geos):
         if not bad[i]:
             continue
         nb = [geos[j] for j in (i - 1, i + 1) if 0 <= j < len(geos) and not bad[j]]
-        if not nb:
-            continue
-        s = _unit(sum((n.s for n in nb), np.zeros(3)))
-        a = sum((n.a for n in nb), np.zeros(3))
+        if nb:
+            s = _unit(sum((n.s for n in nb), np.zeros(3)))
+            a = sum((n.a for n in nb), np.zeros(3))
+            source = "neighbours' frames (own frame implausible)"
+        else:  # no plausible neighbour: the column through the bodies, patient anterior
+            s = _unit(cents[max(i - 1, 0)] - cents[min(i + 1, len(geos) - 1)])
+            a = PATIENT_A.copy()
+            source = "column direction + patient anterior (own frame implausible)"
         a = _unit(a - (a @ s) * s)
-        g.l, g.a, g.s = _unit(np.cross(-a, s)), a, s
-        g.frame_source = "neighbours' frames (own frame implausible)"
+        g.l, g.a, g.s, g.frame_source = _unit(np.cross(-a, s)), a, s, source

@@ -335,3 +335,29 @@ def test_a_few_stray_body_voxels_do_not_move_a_body_centre():
     assert np.allclose(geos["T10"].body_centroid, whole, atol=1e-6)
     assert float(np.linalg.norm(geos["T10"].body_centroid - ref["T10"])) < 15.0
     assert np.allclose(geos["T9"].body_centroid, ref["T9"])
+
+
+def test_a_vertebra_turned_far_from_its_neighbours_takes_their_frame():
+    from scipy import ndimage
+
+    from pipeline.features.geometry import vertebra_geometries
+
+    ph = default_phantom(15, 5)
+    shape, aff = grid("axial", 1.0, fov=(80.0, 90.0, 150.0), centre=(0.0, 0.0, 40.0))
+    r = render(ph, shape, aff)
+    vert, parts = r["vertebrae"].copy(), r["parts"].copy()
+    # A segmentation error turns T10 by 40 deg about the head-feet axis (less than any
+    # absolute limit on axial rotation, far more than between two adjacent vertebrae).
+    t10 = vert == 17
+    ks = np.flatnonzero(t10.any(axis=(0, 1)))
+    sub = (slice(None), slice(None), slice(ks[0], ks[-1] + 1))
+    turned = ndimage.rotate(np.where(t10, parts, 0)[sub], 40.0, axes=(0, 1), reshape=False, order=0)
+    vert[t10], parts[t10] = 0, 0
+    vs, ps = vert[sub], parts[sub]
+    vs[turned > 0], ps[turned > 0] = 17, turned[turned > 0]
+    geos = {g.level: g for g in vertebra_geometries(vert, parts, aff)}
+    assert geos["T10"].frame_source.startswith("neighbours")
+    assert geos["T10"].a @ geos["T9"].a > 0.98
+    assert all(geos[n].frame_source == "parts" for n in ("T9", "T11")), {
+        k: g.frame_source for k, g in geos.items()
+    }
