@@ -242,6 +242,7 @@ def derive_maps(
     Returns vertebrae, structures, parts, level confidence, numbering_uncertain, reason.
     """
     from pipeline.segment.levels import (
+        arch_bridge,
         body_instances,
         drop_off_column,
         fill_from_nearest,
@@ -262,7 +263,10 @@ def derive_maps(
     canal, n_stray = spinal_canal((sem == SEM["sac"]) | (sem == SEM["cord"]), bone, affine)
     inst, n_dropped = drop_off_column(body_instances(body_like, affine), affine, canal)
     inst = merge_fragments(inst, affine)
-    inst = grow_labels(inst, bone)
+    arch = (sem == SEM["pedicle"]) | (sem == SEM["posterior"])
+    bridge = arch_bridge(inst, arch, sem == SEM["background"], affine)
+    inst = grow_labels(inst, bone | bridge)
+    inst[bridge & ~bone] = 0  # the bridge is not bone
     # Bone not connected to any body (a fragment of an arch): nearest instance within
     # ORPHAN_MAX_MM; bone further away is not this column's (left unlabelled).
     fill_from_nearest(inst, bone & (inst == 0), affine, ORPHAN_MAX_MM)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from pipeline import labels as L
 from pipeline.io import Volume
@@ -302,3 +303,25 @@ def test_sacrum_pieces_above_the_column_are_not_the_sacrum() -> None:
     assert [numbers[i] for i in (1, 2, 3, 4, 5)] == [20, 21, 22, 23, 24]
     # without the column's positions nothing can be told apart
     assert (main_sacrum(sac | stray, aff) == (sac | stray)).all()
+
+
+def test_bodies_cut_off_their_arches_still_get_their_own_arch(phantom) -> None:
+    # At 2 mm the model misses short cervical pedicles: bodies then lie a few mm from their
+    # arches, while the arches touch each other at the facets. One body still joined to
+    # the chain of arches must not take them all.
+    img, truth = phantom(4, sacrum=False, lowest=20)
+    tv = truth["vertebrae"]
+    sem = semantic_from_truth(tv, truth["structures"], truth["parts"])
+    lowest = int(tv.max())
+    near_body = ndimage.distance_transform_edt(sem != SEM["body"], sampling=2.0) <= 6.0
+    sem[(sem == SEM["pedicle"]) & (tv != lowest) & near_body] = SEM["background"]
+    arch = (sem == SEM["posterior"]) | (sem == SEM["pedicle"])
+    joined = ndimage.binary_closing(arch, iterations=3) & (sem == SEM["background"])
+    sem[joined & ~ndimage.binary_dilation(sem == SEM["body"], iterations=3)] = SEM["posterior"]
+    post = (sem == SEM["posterior"]) & (truth["parts"] == L.POSTERIOR)
+    assert ndimage.label(post | (sem == SEM["posterior"]))[1] == 1  # one chain of arches
+    vert, _, parts, *_ = derive_maps(sem, img.affine)
+    for lv in np.unique(tv[tv > 0]):  # whatever number it got, the arch is its body's
+        body = np.bincount(vert[(tv == lv) & (truth["parts"] == L.BODY)]).argmax()
+        own = post & (tv == lv)
+        assert (vert[own] == body).mean() > 0.8, (int(lv), float((vert[own] == body).mean()))
