@@ -152,6 +152,74 @@ def body_instances(
     return inv.reshape(lab.shape).astype(np.int32)
 
 
+#: On CT, a body instance at least this many times as tall (along S) as the median
+#: instance may be two bodies joined through a disc the model took for bone...
+TALL_BODY_RATIO = 1.2
+#: ...and is cut where its cross-section (along the column) narrows to this share of the
+#: smaller of the widest sections above and below: a disc beside a collapsed body, which
+#: the one-voxel erosion does not open (on held-out cohort R a body collapsed to 30 % of
+#: its height and the one above it made one 33 mm "body" with a 40 % waist at the disc).
+#: Not on MR: on the cached sagittal MR cohort M it cut single bodies (57.1 -> 53.6 % of
+#: levels identified), while on CT-rich P and D it helped (77.1 -> 79.2 %, 93.9 -> 94.6 %).
+WAIST_FRACTION = 0.5
+
+
+def split_at_waist(
+    inst: npt.NDArray[np.int32],
+    affine: npt.NDArray[np.float64],
+    min_volume_mm3: float = 1500.0,
+    bin_mm: float = 2.0,
+) -> npt.NDArray[np.int32]:
+    """Cut tall body instances in two at a waist (see TALL_BODY_RATIO, WAIST_FRACTION).
+
+    The column direction at an instance is taken through the centres of the instances
+    above and below it (patient S when it has none); the cross-section is the voxel count
+    per ``bin_mm`` along it. Both parts must keep half of ``min_volume_mm3``.
+    """
+    ids = _ids(inst)
+    if len(ids) < 3:
+        return inst
+    aff = np.asarray(affine)
+    vv = _voxel_volume(aff)
+    objs = ndimage.find_objects(inst)
+    pts = {
+        i: index_to_lps(np.argwhere(inst[objs[i - 1]] == i) + [s.start for s in objs[i - 1]], aff)
+        for i in ids
+    }
+    cz = np.array([pts[i][:, 2].mean() for i in ids])
+    height = np.array([np.ptp(pts[i][:, 2]) for i in ids])
+    order = [ids[k] for k in np.argsort(-cz)]
+    med = float(np.median(height))
+    out = inst.copy()
+    nxt = int(inst.max()) + 1
+    for r, i in enumerate(order):
+        if np.ptp(pts[i][:, 2]) < TALL_BODY_RATIO * med:
+            continue
+        p = pts[i]
+        c = p.mean(0)
+        up = pts[order[r - 1]].mean(0) if r > 0 else c + [0.0, 0.0, 1.0]
+        down = pts[order[r + 1]].mean(0) if r + 1 < len(order) else c - [0.0, 0.0, 1.0]
+        axis = (up - down) / max(float(np.linalg.norm(up - down)), 1e-9)
+        t = (p - c) @ axis
+        edges = np.arange(t.min(), t.max() + bin_mm, bin_mm)
+        counts = np.histogram(t, bins=edges)[0].astype(float)
+        if counts.size < 5:
+            continue
+        inner = range(2, counts.size - 2)
+        k = min(inner, key=lambda j: counts[j])
+        side = min(counts[:k].max(), counts[k + 1 :].max())
+        if counts[k] > WAIST_FRACTION * side:
+            continue
+        cut = edges[k] + bin_mm / 2.0
+        lower = t < cut
+        if min(lower.sum(), (~lower).sum()) * vv < min_volume_mm3 / 2.0:
+            continue
+        ijk = np.argwhere(inst[objs[i - 1]] == i) + [s.start for s in objs[i - 1]]
+        out[tuple(ijk[lower].T)] = nxt
+        nxt += 1
+    return out if nxt == int(inst.max()) + 1 else _consecutive(out).astype(np.int32)
+
+
 def main_sacrum(
     sacrum: npt.NDArray[np.bool_],
     affine: npt.NDArray[np.float64],

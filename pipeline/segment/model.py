@@ -232,6 +232,7 @@ def derive_maps(
     sem: npt.NDArray[np.integer],
     affine: npt.NDArray[np.float64],
     level_estimate: npt.NDArray[np.floating] | None = None,
+    split_waists: bool = False,
 ) -> tuple[
     npt.NDArray[np.int16], npt.NDArray[np.int16], npt.NDArray[np.int16], dict[str, float], bool, str
 ]:
@@ -239,6 +240,8 @@ def derive_maps(
 
     ``level_estimate`` is the network's per-voxel column position (see
     :func:`column_position`), used to number the column when no sacrum is in view.
+    ``split_waists``: cut tall body instances at a waist (:func:`levels.split_at_waist`;
+    the built-in segmenter does so on CT).
     Returns vertebrae, structures, parts, level confidence, numbering_uncertain, reason.
     """
     from pipeline.segment.levels import (
@@ -252,6 +255,7 @@ def derive_maps(
         number_instances,
         plausible_sacrum,
         spinal_canal,
+        split_at_waist,
         split_pedicles,
     )
 
@@ -262,6 +266,8 @@ def derive_maps(
     body_like = body | (lesion & near_body)
     canal, n_stray = spinal_canal((sem == SEM["sac"]) | (sem == SEM["cord"]), bone, affine)
     inst, n_dropped = drop_off_column(body_instances(body_like, affine), affine, canal)
+    if split_waists:
+        inst = split_at_waist(inst, affine)
     inst = merge_fragments(inst, affine)
     arch = (sem == SEM["pedicle"]) | (sem == SEM["posterior"])
     bridge = arch_bridge(inst, arch, sem == SEM["background"], affine)

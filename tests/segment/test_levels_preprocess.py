@@ -325,3 +325,25 @@ def test_bodies_cut_off_their_arches_still_get_their_own_arch(phantom) -> None:
         body = np.bincount(vert[(tv == lv) & (truth["parts"] == L.BODY)]).argmax()
         own = post & (tv == lv)
         assert (vert[own] == body).mean() > 0.8, (int(lv), float((vert[own] == body).mean()))
+
+
+def test_a_collapsed_body_joined_to_its_neighbour_is_cut_at_the_disc_waist() -> None:
+    from pipeline.segment.levels import _ids, split_at_waist
+
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    inst = np.zeros((30, 30, 100), np.int32)
+    inst[5:25, 5:25, 2:13] = 1  # normal bodies 22 mm tall, 6 mm discs
+    inst[5:25, 5:25, 16:27] = 2
+    inst[5:25, 5:25, 30:41] = 3
+    inst[5:25, 5:25, 44:48] = 4  # a body collapsed to 8 mm ...
+    inst[12:18, 12:18, 48:51] = 4  # ... joined through the middle of its disc ...
+    inst[5:25, 5:25, 51:62] = 4  # ... to the body above: one 36 mm instance
+    inst[5:25, 5:25, 65:76] = 5
+    out = split_at_waist(inst, aff)
+    assert len(_ids(out)) == 6
+    below, above = out[15, 15, 45], out[15, 15, 58]
+    assert below != above and below > 0 and above > 0
+    # a tall instance without a waist (one tall body) stays whole
+    inst[12:18, 12:18, 48:51] = 0
+    inst[5:25, 5:25, 44:62] = 4
+    assert len(_ids(split_at_waist(inst, aff))) == 5
