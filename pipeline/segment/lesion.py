@@ -47,7 +47,7 @@ from pipeline.segment.canal import (
     SliceRefiner,
     paste_slice,
 )
-from pipeline.segment.levels import fill_from_nearest
+from pipeline.segment.levels import bounding_box, fill_from_nearest
 
 #: Output classes of the lesion network, in channel order.
 LESION_CLASSES: tuple[str, ...] = ("background", "bone", "lytic", "blastic")
@@ -68,17 +68,6 @@ def lesion_targets(
     out[st == L.LYTIC] = 2
     out[st == L.BLASTIC] = 3
     return out
-
-
-def _box(mask: npt.NDArray[np.bool_]) -> tuple[slice, ...] | None:
-    """Bounding box (slices) of a mask, or None when it is empty."""
-    sl = []
-    for ax in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
-        if hit.size == 0:
-            return None
-        sl.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(sl)
 
 
 def gate_new_lesions(
@@ -106,7 +95,7 @@ def gate_new_lesions(
     """
     out = np.asarray(refined).astype(np.int16, copy=True)
     n_slices = out.shape[slice_axis_index] if slice_axis_index is not None else 0
-    box = _box(
+    box = bounding_box(
         (np.asarray(vertebrae) > 0)
         | np.isin(out, (L.LYTIC, L.BLASTIC))
         | np.isin(np.asarray(coarse), (L.LYTIC, L.BLASTIC))

@@ -123,6 +123,23 @@ def _voxel_volume(affine: npt.NDArray[np.float64]) -> float:
     return float(abs(np.linalg.det(np.asarray(affine)[:3, :3])))
 
 
+def bounding_box(mask: npt.NDArray[np.bool_], margin: int = 0) -> tuple[slice, ...] | None:
+    """Bounding box (slices) of a mask, widened by ``margin`` voxels within the array;
+    None when the mask is empty. Large grids are mostly background: work in the box."""
+    sl = []
+    for ax in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        if hit.size == 0:
+            return None
+        sl.append(slice(max(0, int(hit[0]) - margin), int(hit[-1]) + 1 + margin))
+    return tuple(sl)
+
+
+def _voxels(lab: npt.NDArray[np.integer], sl: tuple[slice, ...], i: int) -> npt.NDArray[np.intp]:
+    """Voxel indices (n, 3) of label ``i`` within its ``find_objects`` slices ``sl``."""
+    return np.argwhere(lab[sl] == i) + [s.start for s in sl]
+
+
 def body_instances(
     body: npt.NDArray[np.bool_], affine: npt.NDArray[np.float64], min_volume_mm3: float = 1500.0
 ) -> npt.NDArray[np.int32]:
@@ -182,18 +199,15 @@ def split_at_waist(
     aff = np.asarray(affine)
     vv = _voxel_volume(aff)
     objs = ndimage.find_objects(inst)
-    pts = {
-        i: index_to_lps(np.argwhere(inst[objs[i - 1]] == i) + [s.start for s in objs[i - 1]], aff)
-        for i in ids
-    }
-    cz = np.array([pts[i][:, 2].mean() for i in ids])
-    height = np.array([np.ptp(pts[i][:, 2]) for i in ids])
-    order = [ids[k] for k in np.argsort(-cz)]
-    med = float(np.median(height))
+    vox = {i: _voxels(inst, objs[i - 1], i) for i in ids}
+    pts = {i: index_to_lps(vox[i], aff) for i in ids}
+    height = {i: float(np.ptp(pts[i][:, 2])) for i in ids}
+    order = sorted(ids, key=lambda i: -float(pts[i][:, 2].mean()))  # head first
+    med = float(np.median(list(height.values())))
     out = inst.copy()
     nxt = int(inst.max()) + 1
     for r, i in enumerate(order):
-        if np.ptp(pts[i][:, 2]) < TALL_BODY_RATIO * med:
+        if height[i] < TALL_BODY_RATIO * med:
             continue
         p = pts[i]
         c = p.mean(0)
@@ -205,17 +219,13 @@ def split_at_waist(
         counts = np.histogram(t, bins=edges)[0].astype(float)
         if counts.size < 5:
             continue
-        inner = range(2, counts.size - 2)
-        k = min(inner, key=lambda j: counts[j])
-        side = min(counts[:k].max(), counts[k + 1 :].max())
-        if counts[k] > WAIST_FRACTION * side:
+        k = min(range(2, counts.size - 2), key=lambda j: counts[j])
+        if counts[k] > WAIST_FRACTION * min(counts[:k].max(), counts[k + 1 :].max()):
             continue
-        cut = edges[k] + bin_mm / 2.0
-        lower = t < cut
+        lower = t < edges[k] + bin_mm / 2.0
         if min(lower.sum(), (~lower).sum()) * vv < min_volume_mm3 / 2.0:
             continue
-        ijk = np.argwhere(inst[objs[i - 1]] == i) + [s.start for s in objs[i - 1]]
-        out[tuple(ijk[lower].T)] = nxt
+        out[tuple(vox[i][lower].T)] = nxt
         nxt += 1
     return out if nxt == int(inst.max()) + 1 else _consecutive(out).astype(np.int32)
 
@@ -309,8 +319,7 @@ def drop_off_column(
     for i, sl in enumerate(ndimage.find_objects(inst), start=1):
         if sl is None or i not in ids:
             continue
-        idx = np.argwhere(inst[sl] == i) + [s.start for s in sl]
-        p = index_to_lps(idx, aff)
+        p = index_to_lps(_voxels(inst, sl, i), aff)
         width = float(np.percentile(p[:, 0], 98) - np.percentile(p[:, 0], 2))
         ok = width <= max_width_mm
         if ok and canal_pts is not None:
@@ -358,10 +367,9 @@ def grow_labels(
     """
     out = np.where(mask | (seeds > 0), seeds, 0).astype(np.int32)
     occupied = mask | (seeds > 0)
-    if not occupied.any():
+    box = bounding_box(occupied, margin=1)
+    if box is None:
         return out
-    idx = np.argwhere(occupied)
-    box = tuple(slice(max(0, a - 1), b + 2) for a, b in zip(idx.min(0), idx.max(0), strict=True))
     out[box] = _grow_in_box(out[box], mask[box], max_iter)
     return out
 
@@ -394,8 +402,9 @@ def arch_bridge(
     lonely = [i for i in _ids(inst) if i not in touching]
     if not lonely:
         return bridge
-    idx = np.argwhere((inst > 0) | arch)
-    box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
+    box = bounding_box((inst > 0) | arch)
+    if box is None:
+        return bridge
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     near_body = (
         ndimage.distance_transform_edt(~np.isin(inst[box], lonely), sampling=spacing) <= max_mm
@@ -420,8 +429,9 @@ def fill_from_nearest(
     filled = np.zeros(todo.shape, bool)
     if not todo.any() or not lab.any():
         return filled
-    idx = np.argwhere(todo | (lab > 0))
-    box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0), strict=True))
+    box = bounding_box(todo | (lab > 0))
+    if box is None:
+        return filled
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     dist, near = ndimage.distance_transform_edt(
         lab[box] == 0, sampling=spacing, return_indices=True
@@ -612,8 +622,7 @@ def _per_instance(
         if sl is None:
             out.append(np.nan)
             continue
-        idx = np.argwhere(lab[sl] == i) + [s.start for s in sl]
-        out.append(fn(index_to_lps(idx, aff), sl))
+        out.append(fn(index_to_lps(_voxels(lab, sl, i), aff), sl))
     return np.asarray(out, dtype=np.float64)
 
 
