@@ -90,8 +90,7 @@ def main() -> int:
             seg = seg or BuiltinSegmenter.cached(a.model, "cpu")
             cache_study(seg, d, f, route=a.route)
         z = np.load(f)
-        ct = _series(d)[1] == "CT"  # the built-in segmenter cuts waisted bodies on CT only
-        vert, *_, why = derive_maps(z["sem"], z["affine"], z["est"], split_waists=ct)
+        vert, *_, why = derive_maps(z["sem"], z["affine"], z["est"], split_waists=True)
         ok, n = identification(vert, z["truth"], z["affine"])
         extra = invented(vert, z["truth"], z["affine"])
         tot, cnt, inv = tot + ok, cnt + n, inv + len(extra)

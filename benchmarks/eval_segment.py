@@ -109,10 +109,10 @@ def synthetic_cohort(n: int, seed0: int) -> Any:
 
 
 def _segment(seg: Any, vol: Any, refine: Any) -> Any:
-    """Segment, then the refinements named in ``refine`` ("canal", "lesions"; CT only for
-    the lesions, as ``spinemet run``)."""
+    """Segment, then the refinements named in ``refine`` ("canal", "lesions"; the lesions
+    of a CT or a sagittal MR where the card names a model for it, as ``spinemet run``)."""
     out = seg.segment(vol)
-    if "lesions" in refine and vol.modality == "CT":
+    if "lesions" in refine:
         out = seg.refine_lesions(vol, out)
     return seg.refine_canal(vol, out) if "canal" in refine else out
 

@@ -211,13 +211,13 @@ def run_study(
     )
 
     def segment_series(volume: Volume, graded: bool) -> Any:
-        """Segment one series; the built-in model refines the bone lesions of a CT and the
-        canal of the graded series."""
+        """Segment one series; the built-in model refines the bone lesions of a CT or a
+        sagittal MR and the canal of the graded series."""
         from pipeline.segment import get_segmenter
 
         backend = get_segmenter(segmenter, device=device, **seg_kw)
         out = backend.segment(volume)
-        if segmenter == "builtin" and volume.modality == "CT":
+        if segmenter == "builtin":  # CT, or a sagittal MR (the card says which)
             out = backend.refine_lesions(volume, out)  # type: ignore[attr-defined]
         if graded and segmenter == "builtin":
             out = backend.refine_canal(volume, out)  # type: ignore[attr-defined]

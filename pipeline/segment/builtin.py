@@ -149,7 +149,7 @@ class BuiltinSegmenter:
         sem_t, level_est = runner.split_logits(logits)
         sem_m = sem_t.cpu().numpy()
         vert_m, struct_m, parts_m, conf, uncertain, why = derive_maps(
-            sem_m, on_model.affine, level_est, split_waists=volume.modality == "CT"
+            sem_m, on_model.affine, level_est, split_waists=True
         )
         # Level numbers and pedicle sides: dilate one voxel so that source voxels at bone
         # borders (finer than the model grid) still find a number, then sample nearest.
@@ -214,7 +214,7 @@ class BuiltinSegmenter:
         ``note``. Only the sac, cord and epidural-tumour labels change.
         """
         meta = dict(seg.meta)
-        folder, why_not = self._slice_model("canal_refine", volume)
+        folder, why_not, _ = self._slice_model("canal_refine", volume)
         if folder is None:
             meta["canal_refine"] = {"applied": False, "model": None, "slices": 0, "note": why_not}
             return dataclasses.replace(seg, meta=meta)
@@ -253,19 +253,22 @@ class BuiltinSegmenter:
         lesion voxels the 3-D model left out of the bone join the nearest vertebra.
         """
         meta = dict(seg.meta)
-        folder, why_not = self._slice_model("lesion_refine", volume)
+        folder, why_not, plane = self._slice_model("lesion_refine", volume)
         if folder is None:
             meta["lesion_refine"] = {"applied": False, "model": None, "slices": 0, "note": why_not}
             return dataclasses.replace(seg, meta=meta)
         from pipeline.segment.lesion import LesionRefiner
+        from pipeline.segment.sagittal import SagittalLesionRefiner
 
         t = time.perf_counter()
-        refiner = LesionRefiner.cached(folder, self.device)
+        kind = SagittalLesionRefiner if plane == "sagittal" else LesionRefiner
+        refiner = kind.cached(folder, self.device)
         vert, parts, st, n, n_att = refiner.refine(
             volume.array, volume.affine, seg.vertebrae.array, seg.structures.array,
             seg.parts.array if seg.parts is not None else None,
         )  # fmt: skip
-        note = f"osseous lesions re-segmented at {refiner.card.pixel_mm:g} mm on {n} slices"
+        unit = "vertebra crops on sagittal slices" if plane == "sagittal" else "slices"
+        note = f"osseous lesions re-segmented at {refiner.card.pixel_mm:g} mm on {n} {unit}"
         if refiner.dropped:
             note += (
                 f"; {refiner.dropped} voxels of new lesion left out by the model's gate (not "
@@ -297,34 +300,49 @@ class BuiltinSegmenter:
             meta=meta,
         )
 
-    def _slice_model(self, key: str, volume: Volume) -> tuple[Path | None, str]:
-        """Folder of the slice model the card's ``inference.<key>`` names for the volume's
-        modality, or why there is none (none named or installed, or a series more than
-        ``MAX_AXIAL_TILT_DEG`` from axial: slice models read axial slices).
+    def _slice_model(self, key: str, volume: Volume) -> tuple[Path | None, str, str]:
+        """Folder and plane of the slice model the card's ``inference.<key>`` names for the
+        volume's modality and slice plane, or why there is none (none named or installed,
+        or none for the series' plane).
 
-        ``inference.<key>`` is one ``{model, modalities}`` entry or a list of them.
+        ``inference.<key>`` is one ``{model, modalities, plane}`` entry or a list of them;
+        ``plane`` is ``axial`` (the default: series within ``MAX_AXIAL_TILT_DEG`` of axial)
+        or ``sagittal`` (series whose slice normal is within ``MAX_SAGITTAL_TILT_DEG`` of
+        left-right).
         """
         from pipeline.segment.canal import MAX_AXIAL_TILT_DEG, axial_tilt_deg
+        from pipeline.segment.sagittal import is_sagittal
 
         what = {"canal_refine": "canal", "lesion_refine": "bone-lesion"}.get(key, key)
         spec = self.card.raw.get("inference", {}).get(key)
         if not spec:
-            return None, f"{self.card.name} names no {what} model"
+            return None, f"{self.card.name} names no {what} model", ""
         entries = spec if isinstance(spec, list) else [spec]
         modality = volume.modality
-        entry = next((e for e in entries if modality in e.get("modalities", ("MR",))), None)
+        mine = [e for e in entries if modality in e.get("modalities", ("MR",))]
+        if not mine:
+            return None, f"{self.card.name} names no {what} model for {modality}", ""
+        tilt = axial_tilt_deg(volume.affine)
+        plane = (
+            "axial"
+            if tilt <= MAX_AXIAL_TILT_DEG
+            else ("sagittal" if is_sagittal(volume.affine) else "")
+        )
+        entry = next((e for e in mine if e.get("plane", "axial") == plane), None)
         if entry is None:
-            return None, f"{self.card.name} names no {what} model for {modality}"
+            planes = sorted({str(e.get("plane", "axial")) for e in mine})
+            return (
+                None,
+                (
+                    f"slices {tilt:.0f} deg from axial: the {what} model for {modality} reads "
+                    f"{' or '.join(planes)} slices only"
+                ),
+                "",
+            )
         folder = self.card.folder.parent / str(entry["model"])
         if not (folder / "card.yaml").exists():
-            return None, f"{what} model {entry['model']} is not installed"
-        tilt = axial_tilt_deg(volume.affine)
-        if tilt > MAX_AXIAL_TILT_DEG:
-            return None, (
-                f"slices {tilt:.0f} deg from axial (over {MAX_AXIAL_TILT_DEG:g}): the {what} "
-                "model reads axial slices only"
-            )
-        return folder, ""
+            return None, f"{what} model {entry['model']} is not installed", ""
+        return folder, "", plane
 
     def _runner_for(
         self, model_shape: tuple[int, ...], modality: str

@@ -292,6 +292,70 @@ def canal_centres(
     return out
 
 
+def crop_footprint(
+    shape: tuple[int, ...],
+    axis: int,
+    k: int,
+    affine: FArr,
+    centre: FArr,
+    e_l: FArr,
+    e_p: FArr,
+    prob: npt.NDArray[np.floating],
+    pixel_mm: float,
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]] | None:
+    """The source voxels of slice ``k`` under a crop, and the crop's probabilities there.
+
+    ``prob`` (classes, n, n) is sampled bilinearly at each source pixel of the crop's
+    footprint. Returns voxel indices (m, 3) and probabilities (classes, m), or None when
+    the crop misses the slice.
+    """
+    n = prob.shape[-1]
+    half = (n - 1) / 2.0
+    # only the slice's pixels within the crop's bounding box (a 512 x 512 CT slice has
+    # 260,000 pixels, the crop's footprint a few thousand)
+    corners = np.array([[a, b] for a in (-half, half) for b in (-half, half)]) * pixel_mm
+    lps = centre + corners[:, :1] * e_l + corners[:, 1:] * e_p
+    ijk = lps_to_index(lps, affine)
+    ranges = []
+    for ax in range(3):
+        if ax == axis:
+            ranges.append(np.array([k]))
+            continue
+        lo = max(0, int(np.floor(ijk[:, ax].min())))
+        hi = min(shape[ax] - 1, int(np.ceil(ijk[:, ax].max())))
+        if hi < lo:
+            return None
+        ranges.append(np.arange(lo, hi + 1))
+    idx = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
+    rel = index_to_lps(idx, affine) - centre
+    u, v = rel @ e_l / pixel_mm + half, rel @ e_p / pixel_mm + half
+    inside = (u >= 0) & (u <= n - 1) & (v >= 0) & (v <= n - 1)
+    if not inside.any():
+        return None
+    pv = np.stack(
+        [
+            ndimage.map_coordinates(prob[c], [u[inside], v[inside]], order=1)
+            for c in range(len(prob))
+        ]
+    )
+    return idx[inside], pv
+
+
+def paste_labels(
+    out: npt.NDArray[np.int16],
+    sub: npt.NDArray[np.intp],
+    pv: npt.NDArray[np.floating],
+    codes: npt.NDArray[np.int16],
+    replace: tuple[int, ...],
+) -> None:
+    """Give voxels ``sub`` the code of their arg-max class where they hold one of
+    ``replace`` (in place); other labels are kept."""
+    new = codes[np.argmax(pv, axis=0)]
+    cur = out[sub[:, 0], sub[:, 1], sub[:, 2]]
+    keep = ~np.isin(cur, replace)
+    out[sub[:, 0], sub[:, 1], sub[:, 2]] = np.where(keep, cur, new)
+
+
 def paste_slice(
     out: npt.NDArray[np.int16],
     axis: int,
@@ -307,46 +371,14 @@ def paste_slice(
 ) -> None:
     """Write a crop's arg-max labels onto slice ``k`` of ``out`` (in place).
 
-    ``prob`` (classes, n, n) is sampled bilinearly at each source pixel of the crop's
-    footprint; there, voxels labelled one of ``replace`` take the structure code
-    (``codes``) of the arg-max class, other structure labels are kept (the canal model
+    ``prob`` (classes, n, n) is sampled at each source pixel of the crop's footprint
+    (:func:`crop_footprint`); there, voxels labelled one of ``replace`` take the structure
+    code (``codes``) of the arg-max class, other structure labels are kept (the canal model
     leaves bone lesions and discs alone, the lesion model the canal and discs).
     """
-    n = prob.shape[-1]
-    half = (n - 1) / 2.0
-    # only the slice's pixels within the crop's bounding box (a 512 x 512 CT slice has
-    # 260,000 pixels, the crop's footprint a few thousand)
-    corners = np.array([[a, b] for a in (-half, half) for b in (-half, half)]) * pixel_mm
-    lps = centre + corners[:, :1] * e_l + corners[:, 1:] * e_p
-    ijk = lps_to_index(lps, affine)
-    shape = out.shape
-    ranges = []
-    for ax in range(3):
-        if ax == axis:
-            ranges.append(np.array([k]))
-            continue
-        lo = max(0, int(np.floor(ijk[:, ax].min())))
-        hi = min(shape[ax] - 1, int(np.ceil(ijk[:, ax].max())))
-        if hi < lo:
-            return
-        ranges.append(np.arange(lo, hi + 1))
-    idx = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
-    rel = index_to_lps(idx, affine) - centre
-    u, v = rel @ e_l / pixel_mm + half, rel @ e_p / pixel_mm + half
-    inside = (u >= 0) & (u <= n - 1) & (v >= 0) & (v <= n - 1)
-    if not inside.any():
-        return
-    sub = idx[inside]
-    pv = np.stack(
-        [
-            ndimage.map_coordinates(prob[c], [u[inside], v[inside]], order=1)
-            for c in range(len(prob))
-        ]
-    )
-    new = codes[np.argmax(pv, axis=0)]
-    cur = out[sub[:, 0], sub[:, 1], sub[:, 2]]
-    keep = ~np.isin(cur, replace)
-    out[sub[:, 0], sub[:, 1], sub[:, 2]] = np.where(keep, cur, new)
+    got = crop_footprint(out.shape, axis, k, affine, centre, e_l, e_p, prob, pixel_mm)
+    if got is not None:
+        paste_labels(out, got[0], got[1], codes, replace)
 
 
 @dataclass

@@ -169,15 +169,18 @@ def body_instances(
     return inv.reshape(lab.shape).astype(np.int32)
 
 
-#: On CT, a body instance at least this many times as tall (along S) as the median
-#: instance may be two bodies joined through a disc the model took for bone...
+#: A body instance at least this many times as tall (along S) as the median instance may
+#: be two bodies joined through a disc the model took for bone...
 TALL_BODY_RATIO = 1.2
 #: ...and is cut where its cross-section (along the column) narrows to this share of the
 #: smaller of the widest sections above and below: a disc beside a collapsed body, which
-#: the one-voxel erosion does not open (on held-out cohort R a body collapsed to 30 % of
-#: its height and the one above it made one 33 mm "body" with a 40 % waist at the disc).
-#: Not on MR: on the cached sagittal MR cohort M it cut single bodies (57.1 -> 53.6 % of
-#: levels identified), while on CT-rich P and D it helped (77.1 -> 79.2 %, 93.9 -> 94.6 %).
+#: the one-voxel erosion does not open (on cohort R a body collapsed to 30 % of its height
+#: and the one above it made one 33 mm "body" with a 40 % waist at the disc; on sagittal
+#: MR of cohort S three bodies collapsed by 65-72 % merged so and were measured at 0 %).
+#: The topmost instance is not cut when it is as tall as C2 with its dens
+#: (``C2_HEIGHT_RATIO``): the dens' neck is a waist, and cutting it lost the C2 anchor
+#: (cached sagittal MR cohort M: 298 of 522 levels without the cut, 282 with it, 291
+#: with it and this exemption; CT-rich P 405 -> 423 of 525, D 490 -> 494 of 522).
 WAIST_FRACTION = 0.5
 
 
@@ -207,7 +210,7 @@ def split_at_waist(
     out = inst.copy()
     nxt = int(inst.max()) + 1
     for r, i in enumerate(order):
-        if height[i] < TALL_BODY_RATIO * med:
+        if height[i] < TALL_BODY_RATIO * med or (r == 0 and _looks_like_c2(height, order)):
             continue
         p = pts[i]
         c = p.mean(0)
@@ -228,6 +231,13 @@ def split_at_waist(
         out[tuple(vox[i][lower].T)] = nxt
         nxt += 1
     return out if nxt == int(inst.max()) + 1 else _consecutive(out).astype(np.int32)
+
+
+def _looks_like_c2(height: dict[int, float], order: list[int]) -> bool:
+    """Whether the topmost instance is as tall as C2 with its dens (C2_HEIGHT_RATIO times
+    the median of the next three): its waist is the dens' neck, not a disc."""
+    below = [height[i] for i in order[1:4]]
+    return len(below) == 3 and height[order[0]] >= C2_HEIGHT_RATIO * float(np.median(below))
 
 
 def main_sacrum(

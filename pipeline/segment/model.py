@@ -241,7 +241,7 @@ def derive_maps(
     ``level_estimate`` is the network's per-voxel column position (see
     :func:`column_position`), used to number the column when no sacrum is in view.
     ``split_waists``: cut tall body instances at a waist (:func:`levels.split_at_waist`;
-    the built-in segmenter does so on CT).
+    the built-in segmenter does so on CT and MR).
     Returns vertebrae, structures, parts, level confidence, numbering_uncertain, reason.
     """
     from pipeline.segment.levels import (

@@ -50,6 +50,7 @@ from pipeline.segment.canal import (
     slice_axis,
 )
 from pipeline.segment.lesion import LESION_CLASSES, lesion_targets
+from pipeline.segment.sagittal import SAGITTAL_CLASSES, sagittal_frame, vertebra_crop_centres
 
 #: Classes the model of each training target predicts.
 TARGET_CLASSES: dict[str, tuple[str, ...]] = {"canal": CANAL_CLASSES, "lesion": LESION_CLASSES}
@@ -80,6 +81,12 @@ class CanalTrainConfig:
     plane_step_mm: float = 1.0
     window: list[float] | None = None
     posterior_offset_mm: float = 0.0
+    #: slices the model reads: "axial" (canal and CT lesion models) or "sagittal" (the MR
+    #: lesion model of :mod:`pipeline.segment.sagittal`: T1, T2 or STIR sagittal stacks)
+    plane: str = "axial"
+    #: sagittal: at most this many crops per seed (all with a lesion or epidural tumour,
+    #: the rest drawn at random from the crops without)
+    max_crops_per_seed: int = 80
     #: share of each batch drawn from crops that hold a class >= 2 (a lesion: rare pixels
     #: that plain uniform batches teach the network to ignore); 0: uniform batches
     positive_fraction: float = 0.0
@@ -114,7 +121,7 @@ class CanalTrainConfig:
     @property
     def classes(self) -> tuple[str, ...]:
         """The model's output classes."""
-        return TARGET_CLASSES[self.target]
+        return SAGITTAL_CLASSES if self.plane == "sagittal" else TARGET_CLASSES[self.target]
 
 
 def load_canal_config(path: str | Path, **overrides: Any) -> CanalTrainConfig:
@@ -127,8 +134,12 @@ def load_canal_config(path: str | Path, **overrides: Any) -> CanalTrainConfig:
             raise ValueError(f"modality must be MR or CT, not {cfg.modality!r}")
         if cfg.target not in TARGET_CLASSES:
             raise ValueError(f"target must be one of {sorted(TARGET_CLASSES)}, not {cfg.target!r}")
-        if cfg.target == "lesion" and cfg.modality != "CT":
-            raise ValueError("the lesion target is trained on CT only")
+        if cfg.plane not in ("axial", "sagittal"):
+            raise ValueError(f"plane must be axial or sagittal, not {cfg.plane!r}")
+        if cfg.plane == "sagittal" and (cfg.target, cfg.modality) != ("lesion", "MR"):
+            raise ValueError("the sagittal plane is trained for target lesion on MR only")
+        if cfg.plane == "axial" and cfg.target == "lesion" and cfg.modality != "CT":
+            raise ValueError("the axial lesion target is trained on CT only")
         cfg.crop  # noqa: B018 - validates the crop options
     except (TypeError, ValueError) as exc:
         raise ConfigError("TRAIN_CONFIG_INVALID", f"canal training config: {exc}") from exc
@@ -146,6 +157,8 @@ def make_examples(
     rng = np.random.default_rng(seed)
     grade = str(rng.choice(_GRADES, p=_GRADE_P))
     world, plan = random_world(rng, StudyOptions(grade=grade))
+    if cfg.plane == "sagittal":
+        return _sagittal_examples(world, rng, cfg)
     level = plan.epidural_level or plan.index_level
     if cfg.target == "lesion":
         level = plan.index_level
@@ -186,6 +199,49 @@ def make_examples(
     return np.stack(xs), np.stack(ys)
 
 
+def _sagittal_examples(
+    world: Any, rng: np.random.Generator, cfg: CanalTrainConfig
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """Crops and labels (background, bone, lytic, blastic, epidural) of one sagittal MR
+    stack (T1, T2 or STIR), cut as :class:`~pipeline.segment.sagittal.SagittalLesionRefiner`
+    cuts them, from the true vertebrae, jittered and rotated in the plane."""
+    from pipeline.synth.acquisition import acquire, mr_sagittal
+
+    contrast = str(rng.choice(["T1", "T2", "STIR"]))
+    orientation = str(rng.choice(["standard", "flipped", "oblique"]))
+    series = mr_sagittal(world, rng, contrast, orientation=orientation)
+    img, labels = acquire(world, series, rng)
+    st = np.asarray(labels["structures"])
+    target = lesion_targets(labels["vertebrae"], st)
+    target[st == L.EPIDURAL] = SAGITTAL_CLASSES.index("epidural")
+    aff = np.asarray(series.affine, dtype=np.float64)
+    axis = slice_axis(aff)
+    e_s0, e_p0 = sagittal_frame(aff, axis)
+    n_hat = np.cross(e_s0, e_p0)
+    where = vertebra_crop_centres(labels["vertebrae"], aff, axis, labels["parts"])
+    spec = cfg.crop
+    xs, ys = [], []
+    for _, _, c in where:
+        j = rng.normal(0.0, cfg.centre_jitter_mm, 2)
+        centre = c + j[0] * e_s0 + j[1] * e_p0
+        t = math.radians(float(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)))
+        e_s = math.cos(t) * e_s0 + math.sin(t) * e_p0
+        e_p = np.cross(n_hat, e_s)
+        centre = spec.centre_on(centre, e_p)
+        pts = crop_points(centre, e_s, e_p, spec.size_px, spec.pixel_mm)
+        ys.append(sample_at_points(target, aff, pts, 0).astype(np.uint8))
+        xs.append(spec.sample(img, aff, centre, e_s, e_p))
+    n = cfg.crop_px
+    if not xs:
+        return np.zeros((0, n, n), np.float32), np.zeros((0, n, n), np.uint8)
+    x, y = np.stack(xs), np.stack(ys)
+    pos = np.flatnonzero((y >= 2).any(axis=(1, 2)))
+    neg = np.flatnonzero(~(y >= 2).any(axis=(1, 2)))
+    room = max(0, cfg.max_crops_per_seed - len(pos))
+    keep = np.sort(np.concatenate([pos, rng.permutation(neg)[:room]]))
+    return x[keep], y[keep]
+
+
 def _load_split(
     cfg: CanalTrainConfig, seeds: list[int], log: Callable[[str], None]
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
@@ -195,8 +251,8 @@ def _load_split(
     t0 = time.perf_counter()
     for i, s in enumerate(range(seeds[0], seeds[1])):
         f = (
-            cache
-            / f"{cfg.target}_{cfg.modality}_{s}_{cfg.crop_px}_{cfg.pixel_mm:g}_{cfg.planes}.npz"
+            cache / f"{cfg.target}_{cfg.modality}{'_sag' if cfg.plane == 'sagittal' else ''}_{s}_"
+            f"{cfg.crop_px}_{cfg.pixel_mm:g}_{cfg.planes}.npz"
         )
         if not f.exists():
             x, y = make_examples(s, cfg)
@@ -376,17 +432,24 @@ def _write_card(
     import yaml
 
     what = "T2 MR" if cfg.modality == "MR" else "CT"
+    plane = "axial"
     task = (
         f"canal refinement on axial {what} slices (pipeline.segment.canal)"
         if cfg.target == "canal"
         else f"bone-lesion refinement on axial {what} slices (pipeline.segment.lesion)"
     )
+    if cfg.plane == "sagittal":
+        what, plane = "T1 / T2 / STIR MR", "sagittal"
+        task = (
+            "bone-lesion and epidural-tumour refinement on sagittal MR slices, vertebra by "
+            "vertebra (pipeline.segment.sagittal)"
+        )
     card = {
         "name": cfg.name,
         "task": task,
         "architecture": arch,
         "classes": list(cfg.classes),
-        "input": {"modalities": [cfg.modality]},
+        "input": {"modalities": [cfg.modality], "plane": plane},
         "crop": cfg.crop.as_card(),
         **(
             {
@@ -401,7 +464,7 @@ def _write_card(
         "weights": "model.safetensors",
         "sha256": sha256,
         "training": {
-            "data": f"synthetic axial {what} stacks, seeds {cfg.train_seeds[0]}-{cfg.train_seeds[1] - 1} "
+            "data": f"synthetic {plane} {what} stacks, seeds {cfg.train_seeds[0]}-{cfg.train_seeds[1] - 1} "
             f"({n_train} crops); centre jitter {cfg.centre_jitter_mm} mm, rotation "
             f"+-{cfg.rotate_deg} deg, flips, gamma / contrast / noise",
             "steps": steps,
@@ -411,8 +474,10 @@ def _write_card(
         },
         "metrics": {
             "validation": {
-                "data": f"synthetic axial {what} crops, seeds {cfg.val_seeds[0]}-{cfg.val_seeds[1] - 1} "
-                "(true canal centre + jitter)",
+                "data": f"synthetic {plane} {what} crops, seeds {cfg.val_seeds[0]}-"
+                f"{cfg.val_seeds[1] - 1} (true "
+                + ("vertebra centroids" if plane == "sagittal" else "canal centre")
+                + " + jitter)",
                 "dice": history[-1]["dice"] if history else None,
             }
         },

@@ -347,3 +347,23 @@ def test_a_collapsed_body_joined_to_its_neighbour_is_cut_at_the_disc_waist() -> 
     inst[12:18, 12:18, 48:51] = 0
     inst[5:25, 5:25, 44:62] = 4
     assert len(_ids(split_at_waist(inst, aff))) == 5
+
+
+def test_the_dens_of_c2_is_not_taken_for_a_waist() -> None:
+    """The topmost instance as tall as C2 with its dens (twice the bodies below) keeps its
+    narrow neck; a topmost instance only 1.7 times as tall, with a waist, is cut."""
+    from pipeline.segment.levels import _ids, split_at_waist
+
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    inst = np.zeros((30, 30, 100), np.int32)
+    inst[5:25, 5:25, 2:10] = 1  # bodies 16 mm tall, 6 mm discs (head = high index)
+    inst[5:25, 5:25, 13:21] = 2
+    inst[5:25, 5:25, 24:32] = 3
+    inst[5:25, 5:25, 35:43] = 4
+    inst[5:25, 5:25, 46:54] = 5  # C2's body ...
+    inst[12:18, 12:18, 54:57] = 5  # ... its narrow neck ...
+    inst[10:20, 10:20, 57:66] = 5  # ... and the dens: a 40 mm instance
+    assert len(_ids(split_at_waist(inst, aff))) == 5
+    inst[:, :, 57:66] = 0
+    inst[5:25, 5:25, 57:59] = 5  # a collapsed body (4 mm) joined to the one below: 26 mm
+    assert len(_ids(split_at_waist(inst, aff))) == 6
