@@ -284,7 +284,13 @@ class BuiltinSegmenter:
             "slices": n,
             "attached": n_att,
             "gated_out": refiner.dropped,
-            "note": note if n else "no canal found on any slice: nothing to refine",
+            "note": note
+            if n
+            else (
+                "no vertebra found: nothing to refine"
+                if plane == "sagittal"
+                else "no canal found on any slice: nothing to refine"
+            ),
         }
         meta["timings"] = {
             **dict(meta.get("timings", {})),

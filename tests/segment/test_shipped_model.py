@@ -185,12 +185,16 @@ def test_a_card_without_canal_model_leaves_the_segmentation_alone() -> None:
     assert "names no canal model" in out.meta["canal_refine"]["note"]
 
 
-def _lesion_folder():
-    """The bone-lesion model the main card names for CT (None: none named)."""
+def _lesion_folder(modality: str = "CT", plane: str = "axial"):
+    """The bone-lesion model the main card names for a modality and plane (None: none)."""
     main = models_dir() / DEFAULT_MODEL
     spec = yaml.safe_load((main / "card.yaml").read_text())["inference"].get("lesion_refine")
     entries = spec if isinstance(spec, list) else [spec] if spec else []
-    names = [e["model"] for e in entries if "CT" in e["modalities"]]
+    names = [
+        e["model"]
+        for e in entries
+        if modality in e["modalities"] and e.get("plane", "axial") == plane
+    ]
     return models_dir() / names[0] if names else None
 
 
@@ -259,3 +263,68 @@ def test_lesion_refinement_reads_axial_ct_only() -> None:
         assert out.structures is z and not out.meta["lesion_refine"]["applied"]
         if _lesion_folder() is not None:
             assert out.meta["lesion_refine"]["note"]
+
+
+def test_sagittal_lesion_model_card_and_weights() -> None:
+    folder = _lesion_folder("MR", "sagittal")
+    if folder is None:
+        pytest.skip("the main card names no sagittal MR lesion model")
+    card = yaml.safe_load((folder / "card.yaml").read_text())
+    assert card["classes"] == ["background", "bone", "lytic", "blastic", "epidural"]
+    assert card["input"]["plane"] == "sagittal" and card["name"] == folder.name
+    assert card["sha256"] == file_sha256(folder / card["weights"])
+    assert (folder / card["weights"]).stat().st_size < 25 * 1024**2
+
+
+def test_shipped_sagittal_model_finds_more_of_a_lesion_on_sagittal_mr() -> None:
+    """Built-in segmentation of a synthetic sagittal T1, then the sagittal lesion
+    refinement: more of the lesions found; sac and cord untouched."""
+    from pipeline import labels as L
+    from pipeline.io import Volume
+    from pipeline.synth.acquisition import acquire, mr_sagittal
+    from pipeline.synth.generator import StudyOptions, random_world
+
+    folder = _lesion_folder("MR", "sagittal")
+    if folder is None:
+        pytest.skip("the main card names no sagittal MR lesion model")
+    rng = np.random.default_rng(9499999)  # outside every training and cohort range
+    world, _ = random_world(rng, StudyOptions(lesion_type="lytic", region="lumbar"))
+    series = mr_sagittal(world, rng, "T1")
+    img, lab = acquire(world, series, rng)
+    vol = Volume(img, np.asarray(series.affine), "MR")
+    seg = get_segmenter("builtin", device="cpu")
+    coarse = seg.segment(vol)
+    fine = seg.refine_lesions(vol, coarse)  # type: ignore[attr-defined]
+    info = fine.meta["lesion_refine"]
+    assert info["applied"] and info["model"] == folder.name and info["slices"] > 20
+    assert "sagittal" in info["note"]
+    truth = np.isin(np.asarray(lab["structures"]), (L.LYTIC, L.BLASTIC))
+
+    def dice(st: np.ndarray) -> float:
+        p = np.isin(st, (L.LYTIC, L.BLASTIC))
+        return float(2 * (truth & p).sum() / max(1, truth.sum() + p.sum()))
+
+    assert truth.sum() > 100
+    assert dice(fine.structures.array) > max(0.5, dice(coarse.structures.array))
+    canal = np.isin(coarse.structures.array, (L.SAC, L.CORD, L.DISC))
+    assert (fine.structures.array[canal] == coarse.structures.array[canal]).all()
+
+
+def test_an_axial_mr_gets_no_lesion_refinement() -> None:
+    """The MR lesion model reads sagittal slices: an axial T2 is left alone, with a note."""
+    from pipeline.io import Volume
+    from pipeline.segment.builtin import BuiltinSegmenter
+    from pipeline.segment.types import SpineSegmentation
+
+    if _lesion_folder("MR", "sagittal") is None:
+        pytest.skip("the main card names no sagittal MR lesion model")
+    seg = BuiltinSegmenter.cached(DEFAULT_MODEL, "cpu")
+    vol = Volume(np.zeros((8, 8, 4), np.float32), np.diag([0.7, 0.7, 4.0, 1.0]), "MR")
+    z = vol.with_array(np.zeros(vol.shape, np.int16))
+    out = seg.refine_lesions(vol, SpineSegmentation(z, z, z, meta={"backend": "builtin"}))
+    assert out.structures is z and not out.meta["lesion_refine"]["applied"]
+    assert "reads sagittal slices only" in out.meta["lesion_refine"]["note"]
+    sag = Volume(np.zeros((4, 8, 8), np.float32), np.diag([4.0, 0.7, 0.7, 1.0]), "MR")
+    z = sag.with_array(np.zeros(sag.shape, np.int16))
+    out = seg.refine_lesions(sag, SpineSegmentation(z, z, z, meta={"backend": "builtin"}))
+    assert out.meta["lesion_refine"]["note"] == "no vertebra found: nothing to refine"
