@@ -193,11 +193,11 @@ class LesionRefiner(SliceRefiner):
         w = self.card.raw.get("class_weights")
         self.class_weights = None if w is None else np.asarray(w, dtype=np.float32)
         if self.class_weights is not None and (
-            len(self.class_weights) != len(LESION_CLASSES) or (self.class_weights <= 0).any()
+            len(self.class_weights) != len(self.classes) or (self.class_weights <= 0).any()
         ):
             raise ConfigError(
                 "MODEL_CARD_INVALID",
-                f"{self.card.folder}: class_weights must be {len(LESION_CLASSES)} positive numbers",
+                f"{self.card.folder}: class_weights must be {len(self.classes)} positive numbers",
             )
 
     def refine(

@@ -29,23 +29,20 @@ map, the same geometry the refiner uses on the coarse one.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from scipy import ndimage
 
 from pipeline import labels as L
 from pipeline.io.volume import index_to_lps
 from pipeline.segment.canal import (
-    SliceRefiner,
     crop_footprint,
     paste_labels,
     slice_axis,
 )
-from pipeline.segment.lesion import attach_lesions
+from pipeline.segment.lesion import LesionRefiner, attach_lesions
 
 #: Output classes of the sagittal lesion network, in channel order.
 SAGITTAL_CLASSES: tuple[str, ...] = ("background", "bone", "lytic", "blastic", "epidural")
@@ -137,16 +134,14 @@ def vertebra_crop_centres(
     return out
 
 
-class SagittalLesionRefiner(SliceRefiner):
-    """Loads a sagittal MR lesion model once and refines a sagittal series' lesions."""
+class SagittalLesionRefiner(LesionRefiner):
+    """Loads a sagittal MR lesion model once and refines a sagittal series' lesions.
+
+    The card's ``class_weights`` are divided out as for CT; there is no attenuation gate
+    (MR has no units), so nothing is dropped.
+    """
 
     classes = SAGITTAL_CLASSES
-
-    def __init__(self, model: str | Path, device: torch.device) -> None:
-        super().__init__(model, device)
-        w = self.card.raw.get("class_weights")
-        self.class_weights = None if w is None else np.asarray(w, dtype=np.float32)
-        self.dropped = 0  # no attenuation gate on MR (no units): nothing is dropped
 
     def refine(
         self,

@@ -171,32 +171,49 @@ def make_examples(
     else:
         series = mr_axial(world, rng, level, orientation=orientation)
     img, labels = acquire(world, series, rng)
-    spec = cfg.crop
     st = np.asarray(labels["structures"])
     canal = np.where(np.isin(st, (L.SAC, L.CORD, L.EPIDURAL)), st, 0).astype(np.uint8)
     target = canal if cfg.target == "canal" else lesion_targets(labels["vertebrae"], st)
     aff = np.asarray(series.affine, dtype=np.float64)
     axis = slice_axis(aff)
     e_l0, e_p0 = crop_frame(aff, axis)
-    n_hat = np.cross(e_l0, e_p0)
     # the crop's central plane: labels of the slab centre (image planes average around it)
     xs, ys = [], []
     # the true canal centre of every slice through sac or cord (as the refiner finds it)
     for c in canal_centres(canal, axis, tumour_fallback=False).values():
-        centre = index_to_lps(c, aff)
-        j = rng.normal(0.0, cfg.centre_jitter_mm, 2)
-        centre = centre + j[0] * e_l0 + j[1] * e_p0
-        t = math.radians(float(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)))
-        e_l = math.cos(t) * e_l0 + math.sin(t) * e_p0
-        e_p = np.cross(n_hat, e_l)
-        centre = spec.centre_on(centre, e_p)
-        xs.append(spec.sample(img, aff, centre, e_l, e_p))
-        pts = crop_points(centre, e_l, e_p, spec.size_px, spec.pixel_mm)
-        ys.append(sample_at_points(target, aff, pts, 0).astype(np.uint8))
+        x, y = _jittered_crop(rng, cfg, img, target, aff, index_to_lps(c, aff), e_l0, e_p0)
+        xs.append(x)
+        ys.append(y)
     if not xs:
         n = cfg.crop_px
         return np.zeros((0, n, n), np.float32), np.zeros((0, n, n), np.uint8)
     return np.stack(xs), np.stack(ys)
+
+
+def _jittered_crop(
+    rng: np.random.Generator,
+    cfg: CanalTrainConfig,
+    img: npt.NDArray[Any],
+    target: npt.NDArray[Any],
+    aff: npt.NDArray[np.float64],
+    centre: npt.NDArray[np.float64],
+    e_a0: npt.NDArray[np.float64],
+    e_b0: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """One training crop and its labels: the refiner's crop at ``centre`` with in-plane
+    axes ``e_a0``, ``e_b0``, moved by ``centre_jitter_mm`` and turned by up to
+    ``rotate_deg`` (the coarse model's centres are not exact), then moved by the crop's
+    ``posterior_offset_mm``. Labels are read at the crop's central plane."""
+    spec = cfg.crop
+    j = rng.normal(0.0, cfg.centre_jitter_mm, 2)
+    centre = centre + j[0] * e_a0 + j[1] * e_b0
+    t = math.radians(float(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)))
+    e_a = math.cos(t) * e_a0 + math.sin(t) * e_b0
+    e_b = np.cross(np.cross(e_a0, e_b0), e_a)
+    centre = spec.centre_on(centre, e_b)
+    pts = crop_points(centre, e_a, e_b, spec.size_px, spec.pixel_mm)
+    y = sample_at_points(target, aff, pts, 0).astype(np.uint8)
+    return spec.sample(img, aff, centre, e_a, e_b), y
 
 
 def _sagittal_examples(
@@ -217,20 +234,12 @@ def _sagittal_examples(
     aff = np.asarray(series.affine, dtype=np.float64)
     axis = slice_axis(aff)
     e_s0, e_p0 = sagittal_frame(aff, axis)
-    n_hat = np.cross(e_s0, e_p0)
     where = vertebra_crop_centres(labels["vertebrae"], aff, axis, labels["parts"])
-    spec = cfg.crop
     xs, ys = [], []
     for _, _, c in where:
-        j = rng.normal(0.0, cfg.centre_jitter_mm, 2)
-        centre = c + j[0] * e_s0 + j[1] * e_p0
-        t = math.radians(float(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)))
-        e_s = math.cos(t) * e_s0 + math.sin(t) * e_p0
-        e_p = np.cross(n_hat, e_s)
-        centre = spec.centre_on(centre, e_p)
-        pts = crop_points(centre, e_s, e_p, spec.size_px, spec.pixel_mm)
-        ys.append(sample_at_points(target, aff, pts, 0).astype(np.uint8))
-        xs.append(spec.sample(img, aff, centre, e_s, e_p))
+        x, y = _jittered_crop(rng, cfg, img, target, aff, c, e_s0, e_p0)
+        xs.append(x)
+        ys.append(y)
     n = cfg.crop_px
     if not xs:
         return np.zeros((0, n, n), np.float32), np.zeros((0, n, n), np.uint8)

@@ -198,6 +198,15 @@ def _lesion_folder(modality: str = "CT", plane: str = "axial"):
     return models_dir() / names[0] if names else None
 
 
+def _lesion_dice(seg, truth: np.ndarray) -> float:
+    """Dice of all osseous lesion labels (lytic or blastic) against the true structures."""
+    from pipeline import labels as L
+
+    t = np.isin(truth, (L.LYTIC, L.BLASTIC))
+    p = np.isin(seg.structures.array, (L.LYTIC, L.BLASTIC))
+    return float(2 * (t & p).sum() / max(1, t.sum() + p.sum()))
+
+
 def test_lesion_model_card_and_weights() -> None:
     folder = _lesion_folder()
     if folder is None:
@@ -234,14 +243,9 @@ def test_shipped_lesion_model_finds_a_lytic_lesion_the_3d_model_misses() -> None
     info = fine.meta["lesion_refine"]
     assert info["applied"] and info["model"] == folder.name and info["slices"] > 20
     assert "lesion_refine_s" in fine.meta["timings"]
-    truth = np.isin(np.asarray(lab["structures"]), (L.LYTIC, L.BLASTIC))
-
-    def dice(st: np.ndarray) -> float:
-        p = np.isin(st, (L.LYTIC, L.BLASTIC))
-        return float(2 * (truth & p).sum() / max(1, truth.sum() + p.sum()))
-
-    assert truth.sum() > 100
-    assert dice(fine.structures.array) > max(0.5, dice(coarse.structures.array))
+    truth = np.asarray(lab["structures"])
+    assert np.isin(truth, (L.LYTIC, L.BLASTIC)).sum() > 100
+    assert _lesion_dice(fine, truth) > max(0.5, _lesion_dice(coarse, truth))
     canal = np.isin(coarse.structures.array, (L.SAC, L.CORD, L.EPIDURAL, L.DISC))
     assert (fine.structures.array[canal] == coarse.structures.array[canal]).all()
     bone = coarse.vertebrae.array > 0
@@ -298,14 +302,9 @@ def test_shipped_sagittal_model_finds_more_of_a_lesion_on_sagittal_mr() -> None:
     info = fine.meta["lesion_refine"]
     assert info["applied"] and info["model"] == folder.name and info["slices"] > 20
     assert "sagittal" in info["note"]
-    truth = np.isin(np.asarray(lab["structures"]), (L.LYTIC, L.BLASTIC))
-
-    def dice(st: np.ndarray) -> float:
-        p = np.isin(st, (L.LYTIC, L.BLASTIC))
-        return float(2 * (truth & p).sum() / max(1, truth.sum() + p.sum()))
-
-    assert truth.sum() > 100
-    assert dice(fine.structures.array) > max(0.5, dice(coarse.structures.array))
+    truth = np.asarray(lab["structures"])
+    assert np.isin(truth, (L.LYTIC, L.BLASTIC)).sum() > 100
+    assert _lesion_dice(fine, truth) > max(0.5, _lesion_dice(coarse, truth))
     canal = np.isin(coarse.structures.array, (L.SAC, L.CORD, L.DISC))
     assert (fine.structures.array[canal] == coarse.structures.array[canal]).all()
 
