@@ -60,5 +60,12 @@ torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
 t = time.perf_counter(); out = seg.refine_lesions(ct, ct_seg); torch.cuda.synchronize()
 res["CT lesion refinement"] = {"seconds": round(time.perf_counter() - t, 3), "lesion_refine": out.meta["lesion_refine"],
     "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
+# ... and the sagittal MR lesion refinement spinemet run applies to a sagittal MR series
+sag = studies["MR sagittal 40x320x320 (4x0.7x0.7 mm)"]
+sag_seg = seg.segment(sag)
+torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+t = time.perf_counter(); out = seg.refine_lesions(sag, sag_seg); torch.cuda.synchronize()
+res["MR sagittal lesion refinement"] = {"seconds": round(time.perf_counter() - t, 3), "lesion_refine": out.meta["lesion_refine"],
+    "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
 print(json.dumps(res, indent=1))
 PYEOF
