@@ -48,24 +48,21 @@ torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
 t = time.perf_counter(); out = seg.refine_canal(ax, seg.segment(ax)); torch.cuda.synchronize()
 res["MR axial T2 + canal refinement"] = {"seconds": round(time.perf_counter() - t, 3), "timings": out.meta["timings"],
     "canal_refine": out.meta["canal_refine"], "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
-# CT 512x512x200: the CT canal refinement (Bilsky estimated on CT without an axial T2)
+def timed(name, fn, key):
+    """Time one refinement on the GPU: seconds, its meta[key] and peak GPU memory."""
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter(); out = fn(); torch.cuda.synchronize()
+    res[name] = {"seconds": round(time.perf_counter() - t, 3), key: out.meta[key],
+                 "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
+# CT 512x512x200: the CT canal refinement (Bilsky estimated on CT without an axial T2) and
+# the bone-lesion refinement spinemet run applies to every CT; the sagittal MR lesion
+# refinement it applies to a sagittal MR series
 ct = studies["CT 512x512x200 (0.78x0.78x1.5 mm)"]
 ct_seg = seg.segment(ct)
-torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-t = time.perf_counter(); out = seg.refine_canal(ct, ct_seg); torch.cuda.synchronize()
-res["CT canal refinement"] = {"seconds": round(time.perf_counter() - t, 3), "canal_refine": out.meta["canal_refine"],
-    "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
-# ... and the CT bone-lesion refinement spinemet run applies to every CT
-torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-t = time.perf_counter(); out = seg.refine_lesions(ct, ct_seg); torch.cuda.synchronize()
-res["CT lesion refinement"] = {"seconds": round(time.perf_counter() - t, 3), "lesion_refine": out.meta["lesion_refine"],
-    "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
-# ... and the sagittal MR lesion refinement spinemet run applies to a sagittal MR series
+timed("CT canal refinement", lambda: seg.refine_canal(ct, ct_seg), "canal_refine")
+timed("CT lesion refinement", lambda: seg.refine_lesions(ct, ct_seg), "lesion_refine")
 sag = studies["MR sagittal 40x320x320 (4x0.7x0.7 mm)"]
 sag_seg = seg.segment(sag)
-torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-t = time.perf_counter(); out = seg.refine_lesions(sag, sag_seg); torch.cuda.synchronize()
-res["MR sagittal lesion refinement"] = {"seconds": round(time.perf_counter() - t, 3), "lesion_refine": out.meta["lesion_refine"],
-    "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
+timed("MR sagittal lesion refinement", lambda: seg.refine_lesions(sag, sag_seg), "lesion_refine")
 print(json.dumps(res, indent=1))
 PYEOF
