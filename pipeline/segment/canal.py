@@ -211,10 +211,16 @@ def slice_axis(affine: FArr) -> int:
 MAX_AXIAL_TILT_DEG = 50.0
 
 
+def normal_angle_deg(affine: FArr, patient_axis: int) -> float:
+    """Angle (deg) between the slice normal (:func:`slice_axis`) and a patient axis
+    (0 left-right, 1 anterior-posterior, 2 head-feet), either sense."""
+    col = np.asarray(affine, dtype=np.float64)[:3, slice_axis(affine)]
+    return float(np.degrees(np.arccos(min(1.0, abs(col[patient_axis]) / np.linalg.norm(col)))))
+
+
 def axial_tilt_deg(affine: FArr) -> float:
     """Angle (deg) between the slice normal (:func:`slice_axis`) and patient head-feet."""
-    col = np.asarray(affine, dtype=np.float64)[:3, slice_axis(affine)]
-    return float(np.degrees(np.arccos(min(1.0, abs(col[2]) / np.linalg.norm(col)))))
+    return normal_angle_deg(affine, 2)
 
 
 def crop_frame(affine: FArr, axis: int) -> tuple[FArr, FArr]:

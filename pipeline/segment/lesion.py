@@ -200,6 +200,14 @@ class LesionRefiner(SliceRefiner):
                 f"{self.card.folder}: class_weights must be {len(self.classes)} positive numbers",
             )
 
+    def _class_probabilities(self, crops: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The network's class probabilities of crops, divided by the card's
+        ``class_weights`` (see ``__init__``) when it has them."""
+        prob = self._predict(crops)
+        if self.class_weights is not None:
+            prob = prob / self.class_weights[None, :, None, None]
+        return prob
+
     def refine(
         self,
         image: npt.NDArray[Any],
@@ -221,9 +229,7 @@ class LesionRefiner(SliceRefiner):
             pr = None if parts is None else np.asarray(parts).astype(np.int16)
             return np.asarray(vertebrae).astype(np.int16), pr, st, 0, 0
         img = np.asarray(image, dtype=np.float32)
-        prob = self._predict(sc.crops)
-        if self.class_weights is not None:
-            prob = prob / self.class_weights[None, :, None, None]
+        prob = self._class_probabilities(sc.crops)
         for k, pk in zip(sc.slices, prob, strict=True):
             paste_slice(st, sc.axis, k, affine, sc.centres[k], sc.e_l, sc.e_p, pk,
                         self.card.pixel_mm, codes=LESION_CODES,

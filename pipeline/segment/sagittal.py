@@ -39,6 +39,7 @@ from pipeline import labels as L
 from pipeline.io.volume import index_to_lps
 from pipeline.segment.canal import (
     crop_footprint,
+    normal_angle_deg,
     paste_labels,
     slice_axis,
 )
@@ -91,9 +92,7 @@ MAX_SAGITTAL_TILT_DEG = 40.0
 def is_sagittal(affine: FArr, max_tilt_deg: float = MAX_SAGITTAL_TILT_DEG) -> bool:
     """Whether the slice normal (:func:`slice_axis`) lies within ``max_tilt_deg`` of patient
     left-right (a sagittal stack)."""
-    col = np.asarray(affine, dtype=np.float64)[:3, slice_axis(affine)]
-    cos = abs(col[0]) / np.linalg.norm(col)
-    return bool(np.degrees(np.arccos(min(1.0, cos))) <= max_tilt_deg)
+    return normal_angle_deg(affine, 0) <= max_tilt_deg
 
 
 def vertebra_crop_centres(
@@ -170,9 +169,7 @@ class SagittalLesionRefiner(LesionRefiner):
         img = np.asarray(image, dtype=np.float32)
         centres = [spec.centre_on(c, e_p) for _, _, c in where]
         crops = np.stack([spec.sample(img, aff, c, e_s, e_p) for c in centres])
-        prob = self._predict(crops)
-        if self.class_weights is not None:
-            prob = prob / self.class_weights[None, :, None, None]
+        prob = self._class_probabilities(crops)
         # overlapping crops (a vertebra's and its neighbours') are averaged per voxel
         total = np.zeros((len(SAGITTAL_CLASSES), *st.shape), np.float32)
         count = np.zeros(st.shape, np.uint8)
