@@ -243,14 +243,17 @@ class BuiltinSegmenter:
         return dataclasses.replace(seg, structures=seg.structures.with_array(st), meta=meta)
 
     def refine_lesions(self, volume: Volume, seg: SpineSegmentation) -> SpineSegmentation:
-        """Re-segment the osseous lesions of an axial CT at 1 mm.
+        """Re-segment the osseous lesions of an axial CT at 1 mm (or of a sagittal MR).
 
-        Uses the bone-lesion model the card names in ``inference.lesion_refine``
-        (:mod:`pipeline.segment.lesion`); without one, when it is not installed, or when the
-        series is not axial, ``seg`` comes back unchanged. ``meta["lesion_refine"]``
-        records ``applied``, the ``model``, the ``slices`` refined, the lesion voxels
-        ``attached`` to a vertebra and a ``note``. The lytic / blastic labels change, and
-        lesion voxels the 3-D model left out of the bone join the nearest vertebra.
+        Uses the bone-lesion model the card names in ``inference.lesion_refine`` for the
+        modality and slice plane (:mod:`pipeline.segment.lesion`,
+        :mod:`pipeline.segment.sagittal`); without one, or when it is not installed, ``seg``
+        comes back unchanged. ``meta["lesion_refine"]`` records ``applied``, the ``model``,
+        the ``slices`` refined, the lesion voxels ``attached`` to a vertebra, the voxels
+        ``gated_out``, the ``bone_reshaped`` counts and a ``note``. The lytic / blastic
+        labels change, lesion voxels the 3-D model left out of the bone join the nearest
+        vertebra, and where the model card has ``bone_reshape`` the vertebra outline is
+        redrawn from the 2-D model's bone (:func:`~pipeline.segment.lesion.reshape_bone`).
         """
         meta = dict(seg.meta)
         folder, why_not, plane = self._slice_model("lesion_refine", volume)
@@ -274,6 +277,12 @@ class BuiltinSegmenter:
                 f"; {refiner.dropped} voxels of new lesion left out by the model's gate (not "
                 "lytic against the patient's bone, or blastic far from the 3-D model's lesions)"
             )
+        if any(refiner.reshaped):
+            removed, added = refiner.reshaped
+            note += (
+                f"; vertebra outline redrawn where the crops looked ({removed} voxels removed, "
+                f"{added} added)"
+            )
         if n_att:
             note += (
                 f"; {n_att} lesion voxels outside the 3-D model's bone joined the nearest vertebra"
@@ -284,6 +293,7 @@ class BuiltinSegmenter:
             "slices": n,
             "attached": n_att,
             "gated_out": refiner.dropped,
+            "bone_reshaped": {"removed": refiner.reshaped[0], "added": refiner.reshaped[1]},
             "note": note
             if n
             else (

@@ -45,7 +45,8 @@ from pipeline.errors import ConfigError
 from pipeline.features.vertebra import lytic_threshold_hu
 from pipeline.segment.canal import (
     SliceRefiner,
-    paste_slice,
+    crop_footprint,
+    paste_labels,
 )
 from pipeline.segment.levels import bounding_box, fill_from_nearest
 
@@ -149,6 +150,43 @@ def gate_new_lesions(
     return full, dropped
 
 
+def reshape_bone(
+    vertebrae: npt.NDArray[np.integer],
+    parts: npt.NDArray[np.integer] | None,
+    bone: npt.NDArray[np.bool_],
+    seen: npt.NDArray[np.bool_],
+    affine: FArr,
+    max_mm: float,
+    removable: npt.NDArray[np.bool_] | None = None,
+) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int16] | None, int, int]:
+    """Redraw the vertebra outline where the finer 2-D model looked (``seen``).
+
+    There, a voxel of the coarse vertebra map that ``bone`` (the 2-D model's bone or
+    lesion classes) leaves out becomes background (only where ``removable``, when given),
+    and a ``bone`` voxel outside the map takes the vertebra (and part) of the nearest
+    labelled voxel within ``max_mm``; farther ones stay background (not this column's bone).
+    Elsewhere the map is unchanged.
+
+    Returns
+    -------
+    vertebrae, parts : ndarray
+        The redrawn maps (copies).
+    removed, added : int
+        Voxels taken out of and added to the vertebra map.
+    """
+    vert = np.asarray(vertebrae).astype(np.int16, copy=True)
+    pr = None if parts is None else np.asarray(parts).astype(np.int16, copy=True)
+    drop = seen & ~bone & (vert > 0)
+    if removable is not None:
+        drop &= removable
+    vert[drop] = 0
+    if pr is not None:
+        pr[drop] = 0
+    add = seen & bone & (vert == 0)
+    done = fill_from_nearest(vert, add, affine, max_mm, () if pr is None else (pr,))
+    return vert, pr, int(drop.sum()), int(done.sum())
+
+
 def attach_lesions(
     vertebrae: npt.NDArray[np.integer],
     parts: npt.NDArray[np.integer] | None,
@@ -171,6 +209,22 @@ def attach_lesions(
     return vert, pr, st, int(done.sum())
 
 
+def _bone_reshape(raw: dict[str, Any], folder: Path) -> dict[str, float] | None:
+    """The card's ``bone_reshape`` (``max_mm``, optional ``remove_below_hu``), checked."""
+    spec = raw.get("bone_reshape")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not {"max_mm"} <= set(spec) <= {"max_mm", "remove_below_hu"}:
+        raise ConfigError(
+            "MODEL_CARD_INVALID",
+            f"{folder}: bone_reshape needs max_mm (and optionally remove_below_hu), got {spec!r}",
+        )
+    out = {k: float(v) for k, v in spec.items()}
+    if out["max_mm"] <= 0:
+        raise ConfigError("MODEL_CARD_INVALID", f"{folder}: bone_reshape.max_mm must be > 0")
+    return out
+
+
 class LesionRefiner(SliceRefiner):
     """Loads a bone-lesion model once and refines the lesion labels of axial CT slices."""
 
@@ -190,6 +244,8 @@ class LesionRefiner(SliceRefiner):
                 raise ConfigError(
                     "MODEL_CARD_INVALID", f"{self.card.folder}: gate needs {sorted(need)}"
                 )
+        self.bone_reshape = _bone_reshape(self.card.raw, self.card.folder)
+        self.reshaped = (0, 0)
         w = self.card.raw.get("class_weights")
         self.class_weights = None if w is None else np.asarray(w, dtype=np.float32)
         if self.class_weights is not None and (
@@ -230,14 +286,44 @@ class LesionRefiner(SliceRefiner):
             return np.asarray(vertebrae).astype(np.int16), pr, st, 0, 0
         img = np.asarray(image, dtype=np.float32)
         prob = self._class_probabilities(sc.crops)
+        bone = np.zeros(st.shape, bool)
+        seen = np.zeros(st.shape, bool)
         for k, pk in zip(sc.slices, prob, strict=True):
-            paste_slice(st, sc.axis, k, affine, sc.centres[k], sc.e_l, sc.e_p, pk,
-                        self.card.pixel_mm, codes=LESION_CODES,
-                        replace=(0, L.LYTIC, L.BLASTIC))  # fmt: skip
+            got = crop_footprint(st.shape, sc.axis, k, affine, sc.centres[k], sc.e_l, sc.e_p,
+                                 pk, self.card.pixel_mm)  # fmt: skip
+            if got is None:
+                continue
+            sub, pv = got
+            paste_labels(st, sub, pv, LESION_CODES, (0, L.LYTIC, L.BLASTIC))
+            seen[sub[:, 0], sub[:, 1], sub[:, 2]] = True
+            bone[sub[:, 0], sub[:, 1], sub[:, 2]] = np.argmax(pv, axis=0) != 0
         self.dropped = 0
         if self.gate is not None:
             st, self.dropped = gate_new_lesions(
                 st, structures, img, vertebrae, parts, affine, self.gate, sc.axis
             )
-        vert, pr, st, n_att = attach_lesions(vertebrae, parts, st, affine)
+        v_new, p_new = self._reshape(vertebrae, parts, bone, seen, affine, img)
+        vert, pr, st, n_att = attach_lesions(v_new, p_new, st, affine)
         return vert, pr, st, len(sc.slices), n_att
+
+    def _reshape(
+        self,
+        vertebrae: npt.NDArray[np.integer],
+        parts: npt.NDArray[np.integer] | None,
+        bone: npt.NDArray[np.bool_],
+        seen: npt.NDArray[np.bool_],
+        affine: FArr,
+        image: npt.NDArray[Any] | None,
+    ) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.integer] | None]:
+        """:func:`reshape_bone` as the card's ``bone_reshape`` says (unchanged without it);
+        ``self.reshaped`` records the voxels removed and added."""
+        self.reshaped = (0, 0)
+        if self.bone_reshape is None:
+            return vertebrae, parts
+        below = self.bone_reshape.get("remove_below_hu")
+        removable = None if below is None or image is None else np.asarray(image) < below
+        vert, pr, removed, added = reshape_bone(
+            vertebrae, parts, bone, seen, affine, self.bone_reshape["max_mm"], removable
+        )
+        self.reshaped = (removed, added)
+        return vert, pr

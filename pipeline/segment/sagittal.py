@@ -29,13 +29,16 @@ map, the same geometry the refiner uses on the coarse one.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from scipy import ndimage
 
 from pipeline import labels as L
+from pipeline.errors import ConfigError
 from pipeline.io.volume import index_to_lps
 from pipeline.segment.canal import (
     crop_footprint,
@@ -142,6 +145,14 @@ class SagittalLesionRefiner(LesionRefiner):
 
     classes = SAGITTAL_CLASSES
 
+    def __init__(self, model: str | Path, device: torch.device) -> None:
+        super().__init__(model, device)
+        if self.bone_reshape is not None and "remove_below_hu" in self.bone_reshape:
+            raise ConfigError(
+                "MODEL_CARD_INVALID",
+                f"{self.card.folder}: bone_reshape.remove_below_hu is in HU; MR has no units",
+            )
+
     def refine(
         self,
         image: npt.NDArray[Any],
@@ -188,5 +199,8 @@ class SagittalLesionRefiner(LesionRefiner):
         # epidural tumour lies outside the bone: inside it the coarse label stays
         in_bone = (st == L.EPIDURAL) & (before != L.EPIDURAL) & (np.asarray(vertebrae) > 0)
         st[in_bone] = before[in_bone]
-        vert, pr, st, n_att = attach_lesions(vertebrae, parts, st, aff)
+        bone = np.zeros(st.shape, bool)
+        bone[sub[:, 0], sub[:, 1], sub[:, 2]] = np.isin(np.argmax(pv, axis=0), (1, 2, 3))
+        v_new, p_new = self._reshape(vertebrae, parts, bone, count > 0, aff, None)
+        vert, pr, st, n_att = attach_lesions(v_new, p_new, st, aff)
         return vert, pr, st, len(where), n_att

@@ -15,6 +15,7 @@ from pipeline.segment.lesion import (
     LesionRefiner,
     attach_lesions,
     lesion_targets,
+    reshape_bone,
 )
 
 
@@ -34,6 +35,30 @@ def test_lesion_voxels_outside_the_bone_join_the_nearest_vertebra():
     assert (s[10:12] == L.LYTIC).all() and not s[27:30].any() and not v[27:30].any()
     # inputs untouched
     assert not vert[10:12].any() and st[27:30].all()
+
+
+def test_reshape_bone_redraws_the_outline_only_where_the_crops_looked():
+    aff = np.diag([1.0, 1.0, 2.0, 1.0])
+    vert = np.zeros((30, 20, 6), np.int16)
+    parts = np.zeros_like(vert)
+    vert[5:15, 5:15], parts[5:15, 5:15] = 20, L.BODY
+    seen = np.zeros(vert.shape, bool)
+    seen[:, :, :3] = True  # the crops covered the first three slices only
+    bone = np.zeros(vert.shape, bool)
+    bone[7:17, 5:15] = True  # the finer model: shifted 2 voxels along x
+    bone[27:30, 5:15] = True  # 12 mm from the vertebra: not this column's bone
+    v, p, removed, added = reshape_bone(vert, parts, bone, seen, aff, max_mm=3.0)
+    assert removed == 2 * 10 * 3 and added == 2 * 10 * 3
+    assert (v[7:17, 5:15, :3] == 20).all() and not v[5:7, :, :3].any()
+    assert (p[15:17, 5:15, :3] == L.BODY).all()  # new voxels take the nearest part
+    assert not v[27:30].any()  # too far to join
+    assert (v[..., 3:] == vert[..., 3:]).all()  # not seen: unchanged
+    assert (vert[5:7, 5:15] == 20).all()  # inputs untouched
+    # removal only where allowed (a CT's soft tissue: the real marrow stays)
+    removable = np.zeros(vert.shape, bool)
+    removable[5, 5:15] = True
+    v, _, removed, _ = reshape_bone(vert, None, bone, seen, aff, 3.0, removable)
+    assert removed == 10 * 3 and (v[6, 5:15, :3] == 20).all() and not v[5, 5:15, :3].any()
 
 
 def test_oracle_lesion_crop_pasted_back_keeps_the_canal():
@@ -104,6 +129,13 @@ def test_lesion_training_recipe_and_refiner(tmp_path):
     assert ((s == L.SAC) == (st == L.SAC)).all()  # the canal is not the lesion model's
     assert set(np.unique(s).tolist()) <= {0, L.SAC, L.LYTIC, L.BLASTIC}
     assert (v[vert > 0] == 18).all()  # bone keeps its level
+    # a card's bone_reshape is checked when the refiner loads
+    raw = yaml.safe_load((out / "card.yaml").read_text())
+    for bad, msg in (({"max_mm": 0}, "must be > 0"), ({"radius": 3}, "needs max_mm")):
+        (out / "card.yaml").write_text(yaml.safe_dump({**raw, "bone_reshape": bad}))
+        with pytest.raises(ConfigError, match=msg):
+            LesionRefiner(out, torch.device("cpu"))
+    (out / "card.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="classes"):
         from pipeline.segment.canal import CanalRefiner
 

@@ -88,11 +88,26 @@ class _Oracle(SagittalLesionRefiner):
         self.truth, self.aff = truth, affine
         self.class_weights = None
         self.dropped = 0
+        self.bone_reshape: dict[str, float] | None = None
         self.card = type("Card", (), {"crop": CropSpec(size_px=48, pixel_mm=0.9,
                                                        posterior_offset_mm=8.0)})()  # fmt: skip
 
     def _predict(self, crops, batch=32):  # noqa: ARG002
         return self._next
+
+    def feed(self, target: np.ndarray, vert: np.ndarray, parts: np.ndarray) -> list:
+        """Set the next "predictions": ``target`` classes sampled into the crops that
+        ``refine`` will cut for ``vert``; returns those crops' (vertebra, slice, centre)."""
+        axis = slice_axis(self.aff)
+        e_s, e_p = sagittal_frame(self.aff, axis)
+        where = vertebra_crop_centres(vert, self.aff, axis, parts)
+        probs = []
+        for _, _, c in where:
+            pts = crop_points(self.card.crop.centre_on(c, e_p), e_s, e_p, 48, 0.9)
+            lab = sample_at_points(target, self.aff, pts, 0).astype(int)
+            probs.append(np.moveaxis(np.eye(len(SAGITTAL_CLASSES))[lab], -1, 0))
+        self._next = np.stack(probs).astype(np.float32)
+        return where
 
 
 def test_oracle_crops_pasted_back_redraw_lesions_and_keep_the_canal():
@@ -112,15 +127,7 @@ def test_oracle_crops_pasted_back_redraw_lesions_and_keep_the_canal():
     for code, cls in ((L.LYTIC, 2), (L.BLASTIC, 3), (L.EPIDURAL, 4)):
         target[truth == code] = cls
     ref = _Oracle(truth, aff)
-    axis = slice_axis(aff)
-    e_s, e_p = sagittal_frame(aff, axis)
-    where = vertebra_crop_centres(vert, aff, axis, parts)
-    probs = []
-    for _, _, c in where:
-        cc = ref.card.crop.centre_on(c, e_p)
-        lab = sample_at_points(target, aff, crop_points(cc, e_s, e_p, 48, 0.9), 0).astype(int)
-        probs.append(np.moveaxis(np.eye(len(SAGITTAL_CLASSES))[lab], -1, 0))
-    ref._next = np.stack(probs).astype(np.float32)
+    where = ref.feed(target, vert, parts)
     v, p, s, n, _ = ref.refine(np.zeros(vert.shape, np.float32), aff, vert, coarse, parts)
     assert n == len(where)
     for code in (L.LYTIC, L.BLASTIC, L.EPIDURAL):
@@ -130,6 +137,14 @@ def test_oracle_crops_pasted_back_redraw_lesions_and_keep_the_canal():
     assert ((s == L.SAC) == (coarse == L.SAC)).all()
     assert not ((s == L.EPIDURAL) & (vert > 0)).any()
     assert (v == vert).all() and (p == parts).all()
+    # with the card's bone_reshape, bone the coarse map missed comes back from the crops
+    ref.bone_reshape = {"max_mm": 3.0}
+    thin = vert.copy()
+    thin[5:8] = 0  # the front of both bodies missed
+    ref.feed(target, thin, parts)
+    v, p, *_ = ref.refine(np.zeros(vert.shape, np.float32), aff, thin, coarse, parts)
+    assert (thin != vert).sum() > 300 and (v != vert).sum() < 0.1 * (thin != vert).sum()
+    assert ref.reshaped == (0, int((v != thin).sum())) and (p[vert > 0] == parts[vert > 0]).all()
 
 
 def test_sagittal_training_recipe_writes_a_loadable_model(tmp_path):
@@ -163,6 +178,11 @@ def test_sagittal_training_recipe_writes_a_loadable_model(tmp_path):
     assert n == 16 and s.dtype == np.int16
     assert ((s == L.SAC) == (st == L.SAC)).all()
     assert set(np.unique(s).tolist()) <= {0, L.SAC, L.EPIDURAL, L.LYTIC, L.BLASTIC}
+    (out / "card.yaml").write_text(
+        yaml.safe_dump({**card, "bone_reshape": {"max_mm": 3.0, "remove_below_hu": 60}})
+    )
+    with pytest.raises(ConfigError, match="MR has no units"):
+        SagittalLesionRefiner(out, torch.device("cpu"))
     for bad in ({"target": "canal"}, {"modality": "CT"}, {"plane": "coronal"}):
         (tmp_path / "m.yaml").write_text(yaml.safe_dump(
             {"task": "canal_refine", "target": "lesion", "modality": "MR", "plane": "sagittal",
