@@ -22,8 +22,9 @@ Real: T11, T12 and cord of ``ts-example-ct-dicom`` against its TotalSegmentator 
 grades Bilsky on (``BuiltinSegmenter.refine_canal``: axial series only, the model the main
 card names for the modality), so the sac / cord / epidural figures are those of the graded
 series. ``--refine-lesions`` applies the bone-lesion refinement ``spinemet run`` applies to
-every CT (``BuiltinSegmenter.refine_lesions``), so the lytic / blastic figures of CT cases
-are those the features are measured on.
+every CT and sagittal MR (``BuiltinSegmenter.refine_lesions``), so the lytic / blastic
+figures, and the vertebra outline the models' cards redraw (``bone_reshape``), are those
+the features are measured on.
 
 Usage::
 

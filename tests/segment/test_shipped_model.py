@@ -317,9 +317,10 @@ def test_shipped_sagittal_model_finds_more_of_a_lesion_on_sagittal_mr() -> None:
     canal = np.isin(coarse.structures.array, (L.SAC, L.CORD, L.DISC))
     assert (fine.structures.array[canal] == coarse.structures.array[canal]).all()
     true_bone = np.asarray(lab["vertebrae"]) > 0  # the 3-D model misses lateral bone
-    assert _dice(fine.vertebrae.array > 0, true_bone) > _dice(
-        coarse.vertebrae.array > 0, true_bone
-    ) + 0.02
+    assert (
+        _dice(fine.vertebrae.array > 0, true_bone)
+        > _dice(coarse.vertebrae.array > 0, true_bone) + 0.02
+    )
 
 
 def test_an_axial_mr_gets_no_lesion_refinement() -> None:
