@@ -80,6 +80,12 @@ C2_HEIGHT_RATIO = 2.0
 #: ... and when the network's learned level estimate there is cervical (C7 = 7, plus one
 #: level of the estimate's pull toward the middle of the column).
 C2_MAX_ESTIMATE = 8.0
+#: With such an estimate, a lower ratio anchors the count at C2: the 2 mm model often
+#: leaves out part of the dens (C2 tops of the cached development cohorts V and W, seeds
+#: 8950000-59 and 8960000-59: ratio 1.29-3.0, every top above 1.2 with a cervical estimate
+#: was C2; identified levels V 438 -> 446, W 449 -> 457 of 525 with 1.4 instead of 2.0),
+#: and a C3 or T1 at the top of the view is as tall as the bodies below it.
+C2_ANCHOR_RATIO = 1.4
 #: Consecutive bodies further apart than this many local pitches (the median distance of
 #: the neighbouring pairs) have a vertebra between them that was not found as a body of
 #: its own (missed, or fused to a neighbour by the segmentation): the count skips it.
@@ -561,8 +567,8 @@ def number_instances(
                 conf,
                 False,
                 (
-                    "counted down from C2 (the topmost body, with the dens about twice as "
-                    "tall as the bodies below it)" + gap_note
+                    "counted down from C2 (the topmost body, taller than the bodies below "
+                    "it by its dens, with a cervical level estimate)" + gap_note
                 ),
             )
         numbers, conf, unc, why = _fit_sequence(order, est, rank)
@@ -610,12 +616,12 @@ def _top_is_c2(
     order: list[int],
     est: npt.NDArray[np.float64],
 ) -> bool:
-    """Whether the topmost body looks like C2 (see C2_HEIGHT_RATIO, C2_MAX_ESTIMATE)."""
+    """Whether the topmost body looks like C2 (see C2_ANCHOR_RATIO, C2_MAX_ESTIMATE)."""
     if len(order) < 4 or est[0] > C2_MAX_ESTIMATE:
         return False
     h = _instance_heights(core, aff, order[:4])
     below = float(np.median(h[1:]))
-    return bool(np.isfinite(h).all() and below > 0 and h[0] >= C2_HEIGHT_RATIO * below)
+    return bool(np.isfinite(h).all() and below > 0 and h[0] >= C2_ANCHOR_RATIO * below)
 
 
 def _per_instance(

@@ -273,6 +273,20 @@ def test_a_tall_topmost_body_with_a_cervical_estimate_is_c2() -> None:
     assert uncertain and "C2" not in why
 
 
+def test_c2_whose_dens_the_model_partly_missed_still_anchors_the_count() -> None:
+    """A topmost body 1.7 times as tall as the next three (part of the dens missed) with a
+    cervical estimate anchors at C2 (C2_ANCHOR_RATIO); at 1.3 times it does not."""
+    aff = np.diag([20.0, 20.0, 1.0, 1.0])
+    for top, is_c2 in (((20, 26), True), ((20, 25), False)):
+        inst = _column([(2, 6), (8, 12), (14, 18), top], depth=30)
+        numbers, _, uncertain, why = number_instances(
+            inst, aff, position=np.where(inst > 0, 5.0, 0.0)
+        )
+        assert ("C2" in why) is is_c2 and uncertain is not is_c2, why
+        if is_c2:
+            assert [numbers[i] for i in (1, 2, 3, 4)] == [2, 3, 4, 5]
+
+
 def test_no_body_is_numbered_c1() -> None:
     """The atlas has no body: an estimate pulled up toward C1 still starts the column at C2."""
     inst = _column([(2, 6), (8, 12), (14, 18), (20, 24)], depth=28)
