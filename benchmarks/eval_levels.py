@@ -90,7 +90,10 @@ def main() -> int:
             seg = seg or BuiltinSegmenter.cached(a.model, "cpu")
             cache_study(seg, d, f, route=a.route)
         z = np.load(f)
-        vert, *_, why = derive_maps(z["sem"], z["affine"], z["est"], split_waists=True)
+        mr = not (d / "nifti" / "ct_axial.nii.gz").exists()  # the series _series numbers
+        vert, *_, why = derive_maps(
+            z["sem"], z["affine"], z["est"], split_waists=True, use_conus=mr
+        )
         ok, n = identification(vert, z["truth"], z["affine"])
         extra = invented(vert, z["truth"], z["affine"])
         tot, cnt, inv = tot + ok, cnt + n, inv + len(extra)

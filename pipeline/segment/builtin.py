@@ -149,7 +149,7 @@ class BuiltinSegmenter:
         sem_t, level_est = runner.split_logits(logits)
         sem_m = sem_t.cpu().numpy()
         vert_m, struct_m, parts_m, conf, uncertain, why = derive_maps(
-            sem_m, on_model.affine, level_est, split_waists=True
+            sem_m, on_model.affine, level_est, split_waists=True, use_conus=volume.modality == "MR"
         )
         # Level numbers and pedicle sides: dilate one voxel so that source voxels at bone
         # borders (finer than the model grid) still find a number, then sample nearest.

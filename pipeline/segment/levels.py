@@ -17,7 +17,10 @@ classes. Levels are derived here:
      and is flagged in the reason);
    * otherwise, with the network's learned per-voxel level estimate, the consecutive
      sequence closest to the instances' median estimates is chosen (a robust fit of one
-     integer offset; confidence from the residual, at most 0.8, ``numbering_uncertain``);
+     integer offset; confidence from the residual, at most 0.8, ``numbering_uncertain``)
+     among those that give the bodies a plausible size: centre distances within
+     ``MAX_PITCH_SCALE`` of the typical pitch at those levels (the same test keeps a tall
+     thoracic top body from anchoring the count as C2);
    * without that estimate, the sequence that best matches the bodies' widths to a table
      of typical widths (confidence <= 0.5, ``numbering_uncertain``).
 """
@@ -86,6 +89,29 @@ C2_MAX_ESTIMATE = 8.0
 #: was C2; identified levels V 438 -> 446, W 449 -> 457 of 525 with 1.4 instead of 2.0),
 #: and a C3 or T1 at the top of the view is as tall as the bodies below it.
 C2_ANCHOR_RATIO = 1.4
+#: Typical centre-to-centre distance (mm) from vertebra n to n + 1 in adults (half the two
+#: body heights plus the disc between them; rounded averages of the body heights in Gilad &
+#: Nissan, Spine 1986;11:154 and Panjabi et al., Spine 1991;16:888 and 1992;17:299, and disc
+#: heights 4-6 mm cervical / thoracic, 9-11 mm lumbar), interpolated between these levels.
+TYPICAL_PITCH_MM: dict[int, float] = {
+    2: 20.0, 3: 19.0, 7: 20.0, 8: 20.5, 13: 24.5, 19: 31.0, 20: 34.5, 22: 37.0, 24: 37.0,
+}  # fmt: skip
+#: A numbering that makes this column's pitches more than this factor larger or smaller
+#: than the typical pitches at those levels is implausible (adult vertebral dimensions vary
+#: by about 10 % SD between people): cervical-sized bodies are not numbered thoracic, nor
+#: thoracic-sized ones cervical. On the development caches (sagittal MR, seeds 8950000-39)
+#: true numberings fell at 0.95-1.16 and a false C2 anchor over T3-T12 at 1.40.
+MAX_PITCH_SCALE = 1.25
+#: Prior on the level of the conus medullaris (the caudal tip of the cord) on MR, in column
+#: positions (L1's body centre = 20): Saifuddin et al., Spine 1998;23:1452 (504 adults,
+#: midline sagittal MR): mean at the lower third of L1, normally distributed, range from
+#: the middle third of T12 to the upper third of L3 (the SD is set wider than that range
+#: implies, 0.7 levels, to allow for our cord segmentation at 2 mm).
+CONUS_MEAN_LEVEL = 20.3
+CONUS_SD_LEVELS = 0.7
+#: The cord's lowest point is its conus only when the canal goes on at least this far (mm)
+#: below it in view (otherwise the cord may just leave the field of view or the canal).
+CONUS_CANAL_BELOW_MM = 10.0
 #: Consecutive bodies further apart than this many local pitches (the median distance of
 #: the neighbouring pairs) have a vertebra between them that was not found as a body of
 #: its own (missed, or fused to a neighbour by the segmentation): the count skips it.
@@ -496,8 +522,12 @@ def number_instances(
     sacrum: npt.NDArray[np.bool_] | None = None,
     body: npt.NDArray[np.bool_] | None = None,
     position: npt.NDArray[np.floating] | None = None,
+    conus_s: float | None = None,
 ) -> tuple[dict[int, int], dict[int, float], bool, str]:
     """Give each instance a VerSe number.
+
+    ``conus_s``: patient S (mm) of the conus medullaris tip (MR, see :func:`conus_tip_s`),
+    a prior on the numbering fitted to the learned estimate (``CONUS_MEAN_LEVEL``).
 
     Returns
     -------
@@ -555,9 +585,12 @@ def number_instances(
             )
     if position is not None:
         est = np.array([float(np.median(position[inst == i])) for i in order])
-        if _top_is_c2(core, aff, order, est):
+        dist = np.linalg.norm(np.diff(lps[[ids.index(i) for i in order]], axis=0), axis=1)
+        sizes_fit = _size_plausible(dist, rank)
+        c2_rank = np.concatenate([[0], rank[1:] - rank[1] + 1])
+        if _top_is_c2(core, aff, order, est) and (sizes_fit is None or sizes_fit(0, c2_rank)):
             # The dens moves C2's centre up: C2 -> C3 is one step, whatever the distance.
-            rank = np.concatenate([[0], rank[1:] - rank[1] + 1])
+            rank = c2_rank
             numbers = {
                 i: _ALL[min(int(r), len(_ALL) - 1)] for r, i in zip(rank, order, strict=True)
             }
@@ -571,7 +604,10 @@ def number_instances(
                     "it by its dens, with a cervical level estimate)" + gap_note
                 ),
             )
-        numbers, conf, unc, why = _fit_sequence(order, est, rank)
+        heights_s = lps[[ids.index(i) for i in order], 2]
+        numbers, conf, unc, why = _fit_sequence(
+            order, est, rank, sizes_fit, conus=None if conus_s is None else (heights_s, conus_s)
+        )
         return numbers, conf, unc, why + gap_note
     widths = _instance_widths(inst, aff, order, body)
     best_off, best_err, errs = 0, np.inf, []
@@ -670,20 +706,92 @@ def column_ranks(centres: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     return np.concatenate([[0], np.cumsum(steps)])
 
 
+def conus_tip_s(
+    cord: npt.NDArray[np.bool_], canal: npt.NDArray[np.bool_], affine: npt.NDArray[np.float64]
+) -> float | None:
+    """Patient S (mm) of the conus medullaris tip: the cord's lowest point (1st percentile
+    of its voxels' S), when the canal goes on ``CONUS_CANAL_BELOW_MM`` below it; else None."""
+    if not cord.any():
+        return None
+    tip = float(np.percentile(index_to_lps(np.argwhere(cord), affine)[:, 2], 1))
+    below = index_to_lps(np.argwhere(canal & ~cord), affine)[:, 2]
+    return tip if below.size and float(below.min()) <= tip - CONUS_CANAL_BELOW_MM else None
+
+
+def typical_pitch_mm(number: float) -> float:
+    """Typical adult centre distance (mm) from vertebra ``number`` to the next (C2..L5)."""
+    keys = sorted(TYPICAL_PITCH_MM)
+    return float(np.interp(number, keys, [TYPICAL_PITCH_MM[k] for k in keys]))
+
+
+def pitch_scale(
+    dist: npt.NDArray[np.float64], first: int, rank: npt.NDArray[np.int64]
+) -> float | None:
+    """How many times the typical pitches this column's are, numbered ``_ALL[first + rank]``.
+
+    ``dist``: centre distances (mm) of consecutive bodies head first. Only pairs one level
+    apart count (median of their ratios); None when there is none.
+    """
+    one = np.diff(rank) == 1
+    if not one.any():
+        return None
+    lv = [_ALL[min(first + int(r), len(_ALL) - 1)] for r in rank[:-1]]
+    typical = np.array([typical_pitch_mm(v) for v in lv])
+    return float(np.exp(np.median(np.log(dist[one] / typical[one]))))
+
+
+def _size_plausible(
+    dist: npt.NDArray[np.float64], rank: npt.NDArray[np.int64]
+) -> Callable[[int, npt.NDArray[np.int64]], bool] | None:
+    """A test of a numbering (first level index, ranks) against MAX_PITCH_SCALE, or None
+    when sizes cannot tell numberings apart (no pair one level apart, or no numbering of
+    the column is plausible: a scan whose voxel sizes are wrong, a toy geometry)."""
+
+    def ok(off: int, rk: npt.NDArray[np.int64]) -> bool:
+        sc = pitch_scale(dist, off, rk)
+        return sc is not None and 1.0 / MAX_PITCH_SCALE <= sc <= MAX_PITCH_SCALE
+
+    span = int(rank[-1]) + 1 if rank.size else 0
+    return ok if any(ok(off, rank) for off in range(max(1, len(_ALL) - span + 1))) else None
+
+
 def _fit_sequence(
-    order: list[int], est: npt.NDArray[np.float64], rank: npt.NDArray[np.int64] | None = None
+    order: list[int],
+    est: npt.NDArray[np.float64],
+    rank: npt.NDArray[np.int64] | None = None,
+    sizes_fit: Callable[[int, npt.NDArray[np.int64]], bool] | None = None,
+    conus: tuple[npt.NDArray[np.float64], float] | None = None,
 ) -> tuple[dict[int, int], dict[int, float], bool, str]:
     """Number instances (head first) as levels one apart (``rank``: with gaps) closest to
-    the estimates."""
+    the estimates; with ``sizes_fit``, among the numberings whose body sizes it accepts.
+
+    ``conus``: the bodies' patient S (head first) and the conus tip's S; inside the column
+    it adds the negative log-likelihood of the tip's level under the CONUS_MEAN_LEVEL prior.
+    """
     n = len(order)
     rank = np.arange(n) if rank is None else np.asarray(rank)
     span = int(rank[-1]) + 1 if n else 0
     best_off, best_err = 0, np.inf
+    free_off, free_err = 0, np.inf
+    heights, conus_at = conus if conus is not None else (np.zeros(0), 0.0)
+    use_conus = conus is not None and n >= 2 and bool(heights[-1] < conus_at < heights[0])
     for off in range(0, max(1, len(_ALL) - span + 1)):
         ref = np.array([_ALL[min(off + int(r), len(_ALL) - 1)] for r in rank], dtype=float)
         err = float(np.median(np.abs(est - ref)))
-        if err < best_err:
+        if use_conus:
+            tip = float(np.interp(-conus_at, -heights, ref))  # np.interp needs rising x
+            err += 0.5 * ((tip - CONUS_MEAN_LEVEL) / CONUS_SD_LEVELS) ** 2
+        if err < free_err:
+            free_off, free_err = off, err
+        if err < best_err and (sizes_fit is None or sizes_fit(off, rank)):
             best_off, best_err = off, err
+    size_note = (
+        f"; body sizes ruled out the closest numbering ({free_off - best_off:+d} levels)"
+        if best_off != free_off
+        else ""
+    )
+    if use_conus:
+        size_note += "; the conus medullaris in view weighed in (prior: lower third of L1)"
     numbers = {
         i: _ALL[min(best_off + int(r), len(_ALL) - 1)] for r, i in zip(rank, order, strict=True)
     }
@@ -697,7 +805,7 @@ def _fit_sequence(
         True,
         (
             f"no sacrum in view: levels from the model's learned level estimate made consecutive "
-            f"along the column (median deviation {best_err:.2f} levels; uncertain)"
+            f"along the column (median deviation {best_err:.2f} levels; uncertain)" + size_note
         ),
     )
 

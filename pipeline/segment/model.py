@@ -233,6 +233,7 @@ def derive_maps(
     affine: npt.NDArray[np.float64],
     level_estimate: npt.NDArray[np.floating] | None = None,
     split_waists: bool = False,
+    use_conus: bool = False,
 ) -> tuple[
     npt.NDArray[np.int16], npt.NDArray[np.int16], npt.NDArray[np.int16], dict[str, float], bool, str
 ]:
@@ -241,12 +242,14 @@ def derive_maps(
     ``level_estimate`` is the network's per-voxel column position (see
     :func:`column_position`), used to number the column when no sacrum is in view.
     ``split_waists``: cut tall body instances at a waist (:func:`levels.split_at_waist`;
-    the built-in segmenter does so on CT and MR).
+    the built-in segmenter does so on CT and MR). ``use_conus``: the cord's end is a prior
+    on the numbering (:func:`levels.conus_tip_s`; MR only, where the cord is seen).
     Returns vertebrae, structures, parts, level confidence, numbering_uncertain, reason.
     """
     from pipeline.segment.levels import (
         arch_bridge,
         body_instances,
+        conus_tip_s,
         drop_off_column,
         fill_from_nearest,
         grow_labels,
@@ -279,8 +282,9 @@ def derive_maps(
     sacrum = main_sacrum(sem == SEM["sacrum"], affine, inst)
     if not plausible_sacrum(sacrum, affine):
         sacrum = np.zeros_like(sacrum)  # a few ml of "sacrum" is a segmentation error
+    conus_s = conus_tip_s(canal & (sem == SEM["cord"]), canal, affine) if use_conus else None
     numbers, conf, uncertain, why = number_instances(
-        inst, affine, sacrum=sacrum, body=body_like, position=level_estimate
+        inst, affine, sacrum=sacrum, body=body_like, position=level_estimate, conus_s=conus_s
     )
     lut = np.zeros(int(inst.max()) + 1, np.int16)
     for i, v in numbers.items():

@@ -218,7 +218,8 @@ def test_levels_follow_the_bodies_not_bone_grown_along_a_fused_arch() -> None:
     for k, z0 in enumerate((80, 60, 40, 20)):
         pos[5:15, 5:15, z0 : z0 + 15] = 20 + k  # learned estimates L1..L4
     pos[5:15, 25:38, 5:99] = 23.0  # the flooded arch carries its instance's estimate
-    numbers, *_ = number_instances(inst, np.eye(4), body=body, position=pos)
+    # 1.7 mm along S: a lumbar pitch of 34 mm (20 mm would be implausibly small for L1-L4)
+    numbers, *_ = number_instances(inst, np.diag([1.0, 1.0, 1.7, 1.0]), body=body, position=pos)
     assert [numbers[i] for i in (4, 3, 2, 1)] == [20, 21, 22, 23]
 
 
