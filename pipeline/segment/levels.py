@@ -112,6 +112,15 @@ CONUS_SD_LEVELS = 0.7
 #: The cord's lowest point is its conus only when the canal goes on at least this far (mm)
 #: below it in view (otherwise the cord may just leave the field of view or the canal).
 CONUS_CANAL_BELOW_MM = 10.0
+#: A topmost body this many times as tall as the next three is C2 with C3 fused to it by
+#: the segmentation (C2 with its dens is at most about 2.7 times a C3-C5 body, see
+#: C2_HEIGHT_RATIO): the count below it starts at C4. Such a top is C2 even with an estimate
+#: up to C2_C3_MAX_ESTIMATE (the estimate reads cervical sagittal MR slabs several levels
+#: low; sizes still have to fit, MAX_PITCH_SCALE). Development caches (sagittal MR, seeds
+#: 8950000-39 and 8960000-39): every top at 3.0 or more was C2 + C3 (ratios 3.0-4.1) and
+#: C2 alone reached 2.75.
+C2_C3_RATIO = 3.0
+C2_C3_MAX_ESTIMATE = 12.0
 #: Consecutive bodies further apart than this many local pitches (the median distance of
 #: the neighbouring pairs) have a vertebra between them that was not found as a body of
 #: its own (missed, or fused to a neighbour by the segmentation): the count skips it.
@@ -587,9 +596,11 @@ def number_instances(
         est = np.array([float(np.median(position[inst == i])) for i in order])
         dist = np.linalg.norm(np.diff(lps[[ids.index(i) for i in order]], axis=0), axis=1)
         sizes_fit = _size_plausible(dist, rank)
-        c2_rank = np.concatenate([[0], rank[1:] - rank[1] + 1])
-        if _top_is_c2(core, aff, order, est) and (sizes_fit is None or sizes_fit(0, c2_rank)):
-            # The dens moves C2's centre up: C2 -> C3 is one step, whatever the distance.
+        is_c2, with_c3 = _top_is_c2(core, aff, order, est)
+        # The dens moves C2's centre up: C2 -> C3 is one step, whatever the distance (two
+        # when the top instance holds C3 too).
+        c2_rank = np.concatenate([[0], rank[1:] - rank[1] + 1 + int(with_c3)])
+        if is_c2 and (sizes_fit is None or sizes_fit(0, c2_rank)):
             rank = c2_rank
             numbers = {
                 i: _ALL[min(int(r), len(_ALL) - 1)] for r, i in zip(rank, order, strict=True)
@@ -600,7 +611,13 @@ def number_instances(
                 conf,
                 False,
                 (
-                    "counted down from C2 (the topmost body, taller than the bodies below "
+                    (
+                        "C3 taken to be fused with C2 in the segmentation (a top body "
+                        f"{C2_C3_RATIO:g} times as tall as those below); "
+                        if with_c3
+                        else ""
+                    )
+                    + "counted down from C2 (the topmost body, taller than the bodies below "
                     "it by its dens, with a cervical level estimate)" + gap_note
                 ),
             )
@@ -651,13 +668,17 @@ def _top_is_c2(
     aff: npt.NDArray[np.float64],
     order: list[int],
     est: npt.NDArray[np.float64],
-) -> bool:
-    """Whether the topmost body looks like C2 (see C2_ANCHOR_RATIO, C2_MAX_ESTIMATE)."""
-    if len(order) < 4 or est[0] > C2_MAX_ESTIMATE:
-        return False
+) -> tuple[bool, bool]:
+    """Whether the topmost body looks like C2 (see C2_ANCHOR_RATIO, C2_MAX_ESTIMATE), and
+    whether it holds C3 as well (C2_C3_RATIO, C2_C3_MAX_ESTIMATE)."""
+    if len(order) < 4:
+        return False, False
     h = _instance_heights(core, aff, order[:4])
     below = float(np.median(h[1:]))
-    return bool(np.isfinite(h).all() and below > 0 and h[0] >= C2_ANCHOR_RATIO * below)
+    if not (np.isfinite(h).all() and below > 0):
+        return False, False
+    with_c3 = bool(h[0] >= C2_C3_RATIO * below and est[0] <= C2_C3_MAX_ESTIMATE)
+    return with_c3 or bool(h[0] >= C2_ANCHOR_RATIO * below and est[0] <= C2_MAX_ESTIMATE), with_c3
 
 
 def _per_instance(

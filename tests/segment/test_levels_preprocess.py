@@ -262,8 +262,9 @@ def test_a_vertebra_missing_between_bodies_is_skipped_in_the_count() -> None:
 
 
 def test_a_tall_topmost_body_with_a_cervical_estimate_is_c2() -> None:
-    # C2 with its dens (12 mm) above three 4-mm bodies, pitch 6 mm.
-    inst = _column([(2, 6), (8, 12), (14, 18), (20, 32)], depth=36)
+    # C2 with its dens (9 mm, 2.7 times; C2_C3_RATIO: 3 would be C2 with C3 fused) above
+    # three 4-mm bodies, pitch 6 mm.
+    inst = _column([(2, 6), (8, 12), (14, 18), (20, 29)], depth=33)
     aff = np.diag([20.0, 20.0, 1.0, 1.0])
     cervical = np.where(inst > 0, 5.0, 0.0)  # a compressed estimate, but cervical
     numbers, _, uncertain, why = number_instances(inst, aff, position=cervical)

@@ -108,3 +108,20 @@ def test_conus_tip_needs_canal_below_it() -> None:
     canal[:, :, : 50 - int(CONUS_CANAL_BELOW_MM) + 2] = False  # the view ends under the cord
     assert conus_tip_s(cord, canal, AFF) is None
     assert conus_tip_s(np.zeros(shape, bool), canal, AFF) is None
+
+
+def test_a_top_body_three_times_as_tall_is_c2_with_c3_fused_to_it() -> None:
+    """C2 (dens) and C3 merged into one instance 3.4 times as tall as the bodies below: the
+    count below starts at C4, even where the estimate reads the top as upper thoracic."""
+    inst = _column([14.0, 14.0, 14.0, 14.0, 14.0], disc=5.0, top_extra=33.0)
+    numbers, _, uncertain, why = number_instances(
+        inst, AFF, position=_estimate(inst, [10.0, 9.0, 9.0, 10.0, 11.0])
+    )
+    assert not uncertain and "fused with C2" in why
+    assert [numbers[i] for i in range(1, 6)] == [2, 4, 5, 6, 7]
+    # As tall as C2 alone (2.3 times) with that estimate: no anchor (the estimate decides).
+    inst = _column([14.0, 14.0, 14.0, 14.0, 14.0], disc=5.0, top_extra=18.0)
+    numbers, _, uncertain, why = number_instances(
+        inst, AFF, position=_estimate(inst, [10.0, 9.0, 9.0, 10.0, 11.0])
+    )
+    assert uncertain and "C2" not in why
