@@ -251,7 +251,19 @@ def extract_features(
         g.label: bool(lesion_masks[g.label].sum() * vox / 1000.0 >= inv_cfg["min_lesion_ml"])
         for g in geos
     }
-    heights = {g.label: V.body_heights(g, affine, cfg["collapse"]["band_fraction"]) for g in geos}
+    c_cfg = cfg["collapse"]
+    heights = {
+        g.label: V.body_heights(
+            g,
+            affine,
+            c_cfg["band_fraction"],
+            hu=None if ct_img is None else ct_img.array[tuple(g.index.T)],
+            lesion=lesion_masks[g.label],
+            endplate_hu=c_cfg.get("ct_endplate_hu"),
+            max_trim_mm=float(c_cfg.get("ct_max_trim_mm", 0.0)),
+        )
+        for g in geos
+    }
     collapse = _collapse(geos, heights, involved, cfg["collapse"])
     pairs = pair_alignments(geos)
     ref_hu = None

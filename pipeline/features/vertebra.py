@@ -60,8 +60,33 @@ def voxel_extent_along(affine: FArr, direction: FArr) -> float:
     return float(np.sum(np.abs(direction @ np.asarray(affine)[:3, :3])))
 
 
+def _trim_column_ends(
+    s: FArr, hu: FArr, keep: npt.NDArray[np.bool_], endplate_hu: float, max_mm: float
+) -> npt.NDArray[np.bool_]:
+    """Voxels of one column (positions ``s`` along the body's axis) left after dropping, at
+    each end, those beyond the column's outermost voxel of at least ``endplate_hu`` (or of
+    ``keep``, lesion). An end whose dim tail is longer than ``max_mm`` is kept whole: that
+    much dim "bone" is not a disc overreach (marrow or a lesion the segmentation missed)."""
+    out = np.ones(s.size, bool)
+    bright = (hu >= endplate_hu) | keep
+    if not bright.any():
+        return out
+    lo, hi = float(s[bright].min()), float(s[bright].max())
+    if lo - float(s.min()) <= max_mm:
+        out &= s >= lo
+    if float(s.max()) - hi <= max_mm:
+        out &= s <= hi
+    return out
+
+
 def body_heights(
-    geo: VertebraGeometry, affine: FArr, band_fraction: float
+    geo: VertebraGeometry,
+    affine: FArr,
+    band_fraction: float,
+    hu: FArr | None = None,
+    lesion: npt.NDArray[np.bool_] | None = None,
+    endplate_hu: float | None = None,
+    max_trim_mm: float = 0.0,
 ) -> dict[str, float] | None:
     """Anterior, middle and posterior heights of the body along its own superior axis.
 
@@ -69,11 +94,20 @@ def body_heights(
     the anterior and posterior walls and about the middle; each height is the extent of the
     body voxels of the band along ``s`` (central half of the width only, away from the
     rounded lateral walls), plus one voxel's extent.
+
+    On CT (``hu``: attenuation of each of ``geo``'s points, ``endplate_hu``): each column
+    ends at its endplates. Body voxels beyond the outermost voxel of at least
+    ``endplate_hu`` are disc taken for bone (a segmentation overreaching into the disc
+    space of a wedged body) and do not count, up to ``max_trim_mm`` at each end; voxels
+    of ``lesion`` (a mask over ``geo``'s points) always count.
     """
     body = geo.body_mask
     if body.sum() < 20:
         return None
     loc = geo.local(geo.points[body])
+    trim = hu is not None and endplate_hu is not None and max_trim_mm > 0
+    hu_b = np.asarray(hu)[body] if trim else None
+    les_b = np.zeros(int(body.sum()), bool) if lesion is None else np.asarray(lesion)[body]
     lat, ap, si = loc[:, 0], loc[:, 1], loc[:, 2]
     hw = np.percentile(np.abs(lat), 98)
     central = np.abs(lat) <= 0.5 * hw
@@ -92,6 +126,13 @@ def body_heights(
     centres, heights = [], []
     for c in ids[keep]:
         cs = sc[col == c]
+        if hu_b is not None and endplate_hu is not None:
+            sel = col == c
+            cs = cs[
+                _trim_column_ends(
+                    cs, hu_b[central][sel], les_b[central][sel], endplate_hu, max_trim_mm
+                )
+            ]
         centres.append(a_lo + c + 0.5)
         heights.append(float(cs.max() - cs.min() + vox))
     if len(heights) < 3:
