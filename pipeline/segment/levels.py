@@ -595,6 +595,9 @@ def number_instances(
     if position is not None:
         est = np.array([float(np.median(position[inst == i])) for i in order])
         dist = np.linalg.norm(np.diff(lps[[ids.index(i) for i in order]], axis=0), axis=1)
+        # a body cut by the field of view along S has its centre moved: no pitch with it
+        cut = _cut_along_s(core, aff, order)
+        dist[cut[:-1] | cut[1:]] = np.nan
         sizes_fit = _size_plausible(dist, rank)
         is_c2, with_c3 = _top_is_c2(core, aff, order, est)
         # The dens moves C2's centre up: C2 -> C3 is one step, whatever the distance (two
@@ -750,15 +753,29 @@ def pitch_scale(
 ) -> float | None:
     """How many times the typical pitches this column's are, numbered ``_ALL[first + rank]``.
 
-    ``dist``: centre distances (mm) of consecutive bodies head first. Only pairs one level
-    apart count (median of their ratios); None when there is none.
+    ``dist``: centre distances (mm) of consecutive bodies head first (NaN: not a pitch).
+    Only pairs one level apart count (median of their ratios); None when there is none.
     """
-    one = np.diff(rank) == 1
+    one = (np.diff(rank) == 1) & np.isfinite(dist)
     if not one.any():
         return None
     lv = [_ALL[min(first + int(r), len(_ALL) - 1)] for r in rank[:-1]]
     typical = np.array([typical_pitch_mm(v) for v in lv])
     return float(np.exp(np.median(np.log(dist[one] / typical[one]))))
+
+
+def _cut_along_s(
+    core: npt.NDArray[np.integer], aff: npt.NDArray[np.float64], order: list[int]
+) -> npt.NDArray[np.bool_]:
+    """Whether each instance (in ``order``) touches the first or last slice of the array
+    axis closest to patient S (cut by the field of view: its centre is not the body's)."""
+    ax = int(np.argmax(np.abs(np.asarray(aff)[2, :3])))
+    objs = ndimage.find_objects(np.asarray(core))
+    out = []
+    for i in order:
+        sl = objs[i - 1] if i - 1 < len(objs) else None
+        out.append(sl is None or sl[ax].start == 0 or sl[ax].stop == core.shape[ax])
+    return np.asarray(out, dtype=bool)
 
 
 def _size_plausible(

@@ -125,3 +125,14 @@ def test_a_top_body_three_times_as_tall_is_c2_with_c3_fused_to_it() -> None:
         inst, AFF, position=_estimate(inst, [10.0, 9.0, 9.0, 10.0, 11.0])
     )
     assert uncertain and "C2" not in why
+
+
+def test_a_body_cut_by_the_field_of_view_gives_no_pitch() -> None:
+    """The real ts-example CT: a sliver of one body at the top of a 40 mm slab above a whole
+    one. The sliver's centre is not its body's, so sizes must not overrule the estimate."""
+    inst = np.zeros((6, 6, 40), np.int32)
+    inst[:, :, 0:26] = 2  # a whole body (26 mm)
+    inst[:, :, 32:40] = 1  # 8 mm of the body above, cut by the top of the view
+    est = _estimate(inst, [16.4, 17.5])
+    numbers, _, _, why = number_instances(inst, AFF, position=est)
+    assert [numbers[1], numbers[2]] == [16, 17] and "body sizes" not in why
