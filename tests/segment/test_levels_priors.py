@@ -131,8 +131,9 @@ def test_a_body_cut_by_the_field_of_view_gives_no_pitch() -> None:
     """The real ts-example CT: a sliver of one body at the top of a 40 mm slab above a whole
     one. The sliver's centre is not its body's, so sizes must not overrule the estimate."""
     inst = np.zeros((6, 6, 40), np.int32)
-    inst[:, :, 0:26] = 2  # a whole body (26 mm)
-    inst[:, :, 32:40] = 1  # 8 mm of the body above, cut by the top of the view
+    inst[:, :, 4:26] = 2  # a whole body (22 mm)
+    inst[:, :, 30:40] = 1  # 10 mm of the body above, cut by the top of the view: the centres
+    # lie 20 mm apart, which as a T8-T9 pitch would be implausibly small
     est = _estimate(inst, [16.4, 17.5])
     numbers, _, _, why = number_instances(inst, AFF, position=est)
     assert [numbers[1], numbers[2]] == [16, 17] and "body sizes" not in why
