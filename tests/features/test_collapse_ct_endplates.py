@@ -32,3 +32,42 @@ def test_a_long_dim_tail_and_lesion_voxels_are_kept() -> None:
     lesion[:3] = True  # ... labelled as lesion keeps its height
     assert _trim_column_ends(s, hu, lesion, 150.0, 5.0).all()
     assert not _trim_column_ends(s, hu, none, 150.0, 5.0)[:3].any()  # unlabelled, trimmed
+
+
+def test_real_ct_vertebra_keeps_its_height() -> None:
+    """TPTBox's real CT crop with its reference labels: the complete L3 body loses no
+    height to the endplate trim (its column ends are cortical bone, not disc)."""
+    from pathlib import Path
+
+    import pytest
+
+    from pipeline.features import extract_features, load_config
+    from pipeline.io.nifti import read_nifti
+    from pipeline.io.volume import Volume
+
+    d = (
+        Path(__file__).resolve().parents[2]
+        / ".."
+        / "shared"
+        / "data"
+        / "tptbox-vertebra-crops"
+        / "ct"
+    )
+    if not (d / "sub-ct_label-22_ct.nii.gz").is_file():
+        pytest.skip("shared data not present")
+    ct = read_nifti(d / "sub-ct_label-22_ct.nii.gz", "CT")
+    vert = read_nifti(d / "sub-ct_seg-vert_label-22_msk.nii.gz").array
+    sub = read_nifti(d / "sub-ct_seg-subreg_label-22_msk.nii.gz").array
+    va = np.where(np.isin(vert, (21, 22, 23)), vert, 0).astype(np.int16)
+    pa = np.where(np.isin(sub, (49, 50)), 1, 4).astype(np.int16) * (va > 0)
+    maps = [Volume(a, ct.affine, "CT") for a in (va, np.zeros_like(va), pa)]
+    heights = {}
+    for trim in (0.0, 5.0):
+        cfg = load_config(overrides={"collapse": {"ct_max_trim_mm": trim}})
+        f = extract_features(ct, *maps, config=cfg)
+        l3 = next(v for v in f.vertebrae if v.level == "L3")
+        heights[trim] = [
+            l3.measurements[f"height_{b}_mm"] for b in ("anterior", "middle", "posterior")
+        ]
+    assert all(h is not None and h > 20.0 for h in heights[5.0])
+    assert np.allclose(heights[0.0], heights[5.0], atol=0.5)
