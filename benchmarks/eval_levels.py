@@ -90,9 +90,8 @@ def main() -> int:
             seg = seg or BuiltinSegmenter.cached(a.model, "cpu")
             cache_study(seg, d, f, route=a.route)
         z = np.load(f)
-        mr = not (d / "nifti" / "ct_axial.nii.gz").exists()  # the series _series numbers
         vert, *_, why = derive_maps(
-            z["sem"], z["affine"], z["est"], split_waists=True, use_conus=mr
+            z["sem"], z["affine"], z["est"], split_waists=True, use_conus=_series(d)[1] == "MR"
         )
         ok, n = identification(vert, z["truth"], z["affine"])
         extra = invented(vert, z["truth"], z["affine"])

@@ -105,12 +105,12 @@ def body_heights(
     if body.sum() < 20:
         return None
     loc = geo.local(geo.points[body])
-    trim = hu is not None and endplate_hu is not None and max_trim_mm > 0
-    hu_b = np.asarray(hu)[body] if trim else None
-    les_b = np.zeros(int(body.sum()), bool) if lesion is None else np.asarray(lesion)[body]
     lat, ap, si = loc[:, 0], loc[:, 1], loc[:, 2]
     hw = np.percentile(np.abs(lat), 98)
     central = np.abs(lat) <= 0.5 * hw
+    trim = hu is not None and endplate_hu is not None and max_trim_mm > 0
+    hu_c = np.asarray(hu)[body][central] if trim else None
+    les_c = (np.zeros(body.sum(), bool) if lesion is None else np.asarray(lesion)[body])[central]
     a_lo, a_hi = np.percentile(ap, 1), np.percentile(ap, 99)
     depth = a_hi - a_lo
     if depth <= 0:
@@ -126,13 +126,9 @@ def body_heights(
     centres, heights = [], []
     for c in ids[keep]:
         cs = sc[col == c]
-        if hu_b is not None and endplate_hu is not None:
+        if hu_c is not None and endplate_hu is not None:
             sel = col == c
-            cs = cs[
-                _trim_column_ends(
-                    cs, hu_b[central][sel], les_b[central][sel], endplate_hu, max_trim_mm
-                )
-            ]
+            cs = cs[_trim_column_ends(cs, hu_c[sel], les_c[sel], endplate_hu, max_trim_mm)]
         centres.append(a_lo + c + 0.5)
         heights.append(float(cs.max() - cs.min() + vox))
     if len(heights) < 3:

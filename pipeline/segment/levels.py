@@ -564,8 +564,9 @@ def number_instances(
     cents = ndimage.center_of_mass(np.ones_like(inst), core, ids)
     lps = index_to_lps(cents, aff)
     order = [ids[i] for i in np.argsort(-lps[:, 2])]  # head (+S) first
+    lps_o = lps[[ids.index(i) for i in order]]  # body centres, head first
     n = len(order)
-    rank = column_ranks(np.array([lps[ids.index(i)] for i in order]))
+    rank = column_ranks(lps_o)
     gaps = int(rank[-1] - (n - 1)) if n else 0
     gap_note = f"; {gaps} vertebra(e) between found bodies counted as missing" if gaps else ""
     if sacrum is not None and plausible_sacrum(sacrum, aff):
@@ -594,7 +595,7 @@ def number_instances(
             )
     if position is not None:
         est = np.array([float(np.median(position[inst == i])) for i in order])
-        dist = np.linalg.norm(np.diff(lps[[ids.index(i) for i in order]], axis=0), axis=1)
+        dist = np.linalg.norm(np.diff(lps_o, axis=0), axis=1)
         # a body cut by the field of view along S has its centre moved: no pitch with it
         cut = _cut_along_s(core, aff, order)
         dist[cut[:-1] | cut[1:]] = np.nan
@@ -624,9 +625,8 @@ def number_instances(
                     "it by its dens, with a cervical level estimate)" + gap_note
                 ),
             )
-        heights_s = lps[[ids.index(i) for i in order], 2]
         numbers, conf, unc, why = _fit_sequence(
-            order, est, rank, sizes_fit, conus=None if conus_s is None else (heights_s, conus_s)
+            order, est, rank, sizes_fit, conus=None if conus_s is None else (lps_o[:, 2], conus_s)
         )
         return numbers, conf, unc, why + gap_note
     widths = _instance_widths(inst, aff, order, body)
@@ -770,12 +770,11 @@ def _cut_along_s(
     """Whether each instance (in ``order``) touches the first or last slice of the array
     axis closest to patient S (cut by the field of view: its centre is not the body's)."""
     ax = int(np.argmax(np.abs(np.asarray(aff)[2, :3])))
-    objs = ndimage.find_objects(np.asarray(core))
-    out = []
-    for i in order:
-        sl = objs[i - 1] if i - 1 < len(objs) else None
-        out.append(sl is None or sl[ax].start == 0 or sl[ax].stop == core.shape[ax])
-    return np.asarray(out, dtype=bool)
+
+    def touches(_p: npt.NDArray[np.float64], sl: tuple[slice, ...]) -> float:
+        return float(sl[ax].start == 0 or sl[ax].stop == core.shape[ax])
+
+    return _per_instance(core, aff, order, touches) != 0.0  # NaN (no voxels) counts as cut
 
 
 def _size_plausible(
@@ -811,25 +810,25 @@ def _fit_sequence(
     span = int(rank[-1]) + 1 if n else 0
     best_off, best_err = 0, np.inf
     free_off, free_err = 0, np.inf
-    heights, conus_at = conus if conus is not None else (np.zeros(0), 0.0)
-    use_conus = conus is not None and n >= 2 and bool(heights[-1] < conus_at < heights[0])
+    centres_s, conus_at = conus if conus is not None else (np.zeros(0), 0.0)
+    use_conus = conus is not None and n >= 2 and bool(centres_s[-1] < conus_at < centres_s[0])
     for off in range(0, max(1, len(_ALL) - span + 1)):
         ref = np.array([_ALL[min(off + int(r), len(_ALL) - 1)] for r in rank], dtype=float)
         err = float(np.median(np.abs(est - ref)))
         if use_conus:
-            tip = float(np.interp(-conus_at, -heights, ref))  # np.interp needs rising x
+            tip = float(np.interp(-conus_at, -centres_s, ref))  # np.interp needs rising x
             err += 0.5 * ((tip - CONUS_MEAN_LEVEL) / CONUS_SD_LEVELS) ** 2
         if err < free_err:
             free_off, free_err = off, err
         if err < best_err and (sizes_fit is None or sizes_fit(off, rank)):
             best_off, best_err = off, err
-    size_note = (
+    notes = (
         f"; body sizes ruled out the closest numbering ({free_off - best_off:+d} levels)"
         if best_off != free_off
         else ""
     )
     if use_conus:
-        size_note += "; the conus medullaris in view weighed in (prior: lower third of L1)"
+        notes += "; the conus medullaris in view weighed in (prior: lower third of L1)"
     numbers = {
         i: _ALL[min(best_off + int(r), len(_ALL) - 1)] for r, i in zip(rank, order, strict=True)
     }
@@ -843,7 +842,7 @@ def _fit_sequence(
         True,
         (
             f"no sacrum in view: levels from the model's learned level estimate made consecutive "
-            f"along the column (median deviation {best_err:.2f} levels; uncertain)" + size_note
+            f"along the column (median deviation {best_err:.2f} levels; uncertain)" + notes
         ),
     )
 
