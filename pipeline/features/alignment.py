@@ -38,6 +38,8 @@ class PairAlignment:
     focal_scoliosis_deg: float
     focal_from_neighbours: bool
     sagittal_only: bool = False
+    #: why only the sagittal plane was measured (for the report)
+    sagittal_why: str = ""
 
 
 def posterior_wall_centre(g: VertebraGeometry, band_fraction: float = 0.2) -> FArr:
@@ -82,10 +84,27 @@ def consecutive(upper: int, lower: int) -> bool:
     return j == i + 1 or (j == i + 2 and order[i + 1] in _TRANSITIONAL)
 
 
-def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
-    """Alignment of every pair of adjacent vertebrae, head to feet."""
+def pair_alignments(
+    geos: list[VertebraGeometry],
+    lateral_spacing_mm: float = 0.0,
+    max_lateral_spacing_mm: float = math.inf,
+) -> list[PairAlignment]:
+    """Alignment of every pair of adjacent vertebrae, head to feet.
+
+    Parameters
+    ----------
+    geos : list of VertebraGeometry
+        Head to feet.
+    lateral_spacing_mm : float
+        Voxel spacing of the image along the patient's left-right axis.
+    max_lateral_spacing_mm : float
+        Coarser than this, lateral offsets and coronal angles are not measured (sagittal
+        plane only): a wall centre quantised to whole slices moves by up to a slice.
+    """
+    coarse = lateral_spacing_mm > max_lateral_spacing_mm
     raw: list[
-        tuple[VertebraGeometry, VertebraGeometry, float, float, float, float, float, bool] | None
+        tuple[VertebraGeometry, VertebraGeometry, float, float, float, float, float, bool, str]
+        | None
     ] = []
     for u, w in zip(geos[:-1], geos[1:], strict=True):
         # C1 has no body; the sacrum's posterior wall does not continue the lumbar one
@@ -109,7 +128,8 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
         a_mean = a_mean - (a_mean @ axis) * axis
         a_mean = a_mean / max(float(np.linalg.norm(a_mean)), 1e-9)
         lat = np.cross(-a_mean, axis)
-        sag = u.cut_by_fov or w.cut_by_fov  # lateral offset and coronal angle not measurable
+        cut = u.cut_by_fov or w.cut_by_fov
+        sag = cut or coarse  # lateral offset and coronal angle not measurable
         raw.append(
             (
                 u,
@@ -120,13 +140,16 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
                 _angle(u.s, w.s, w.a),
                 0.0 if sag else _angle(u.s, w.s, w.l),
                 sag,
+                "body cut left-right by the field of view"
+                if cut
+                else f"left-right voxel spacing {lateral_spacing_mm:.1f} mm",
             )
         )
     out: list[PairAlignment] = []
     for i, r in enumerate(raw):
         if r is None:
             continue
-        u, w, t, tap, tlat, ky, sc, sag = r
+        u, w, t, tap, tlat, ky, sc, sag, sag_why = r
         # normal curvature: of up to two segments on each side, the one most like this
         # segment, so that one deformed segment neither hides itself nor makes its
         # neighbours look deformed the other way
@@ -165,6 +188,7 @@ def pair_alignments(geos: list[VertebraGeometry]) -> list[PairAlignment]:
                 focal_scoliosis_deg=round(sc - sc_ref, 3),
                 focal_from_neighbours=bool(nb),
                 sagittal_only=sag,
+                sagittal_why=sag_why if sag else "",
             )
         )
     return out

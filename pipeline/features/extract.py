@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,12 @@ from pipeline.errors import ConfigError
 from pipeline.features import vertebra as V
 from pipeline.features.alignment import PairAlignment, consecutive, pair_alignments
 from pipeline.features.escc import grade_escc
-from pipeline.features.geometry import VertebraGeometry, vertebra_geometries, voxel_volume_mm3
+from pipeline.features.geometry import (
+    VertebraGeometry,
+    lateral_spacing_mm,
+    vertebra_geometries,
+    voxel_volume_mm3,
+)
 from pipeline.features.types import Finding, ImagingFeatures, Provenance, VertebraFeatures
 from pipeline.io.volume import Volume
 from pipeline.paths import config_dir, load_yaml
@@ -95,7 +101,7 @@ def _alignment_for(
     )
     seg = f"{p.upper}/{p.lower}"
     if p.sagittal_only:
-        seg += " (sagittal plane only: body cut left-right by the field of view)"
+        seg += f" (sagittal plane only: {p.sagittal_why})"
     if p.translation_mm >= cfg["translation_mm"]:
         return Finding(
             "subluxation_translation", prov, f"{p.translation_mm:.1f} mm translation {seg}"
@@ -265,7 +271,11 @@ def extract_features(
         for g in geos
     }
     collapse = _collapse(geos, heights, involved, cfg["collapse"])
-    pairs = pair_alignments(geos)
+    pairs = pair_alignments(
+        geos,
+        lateral_spacing_mm(affine),
+        float(cfg["alignment"].get("max_lateral_spacing_mm", math.inf)),
+    )
     ref_hu = None
     if ct_img is not None:
         ref_hu = V.reference_bone_hu(geos, involved, ct_img.array, q_cfg)

@@ -42,6 +42,16 @@ MAX_TILT_FROM_COLUMN_DEG = 45.0
 #: (up to two on each side): intervertebral axial rotation in scoliosis is a few degrees
 #: per level, accumulating toward the apex, not tens of degrees at one level.
 MAX_AXIAL_TURN_FROM_NEIGHBOURS_DEG = 25.0
+#: The line between the pedicles sets a vertebra's left axis, and with it the coronal tilt
+#: of its superior axis. A tilt further than this from the column through its neighbours
+#: (in the vertebra's coronal plane) is a pedicle from a neighbouring level in the
+#: segmentation, not anatomy: the synthetic focal deformities (16-24 deg between adjacent
+#: vertebrae, ``synth.config.DEFORMITY_RANGE_DEG``) tilt a vertebra about half that against
+#: the line through its neighbours. Seen on sagittal MR slabs (3.5 mm slices left-right),
+#: where arch pieces of the level below were labelled as one pedicle: a 30 deg tilt that
+#: made a 10 mm "lateral translation" of normal cervical segments (cohort Z, seeds
+#: 8750000-59). The left axis then comes from the body, its posterior parts and the column.
+MAX_PEDICLE_TILT_FROM_COLUMN_DEG = 25.0
 #: A "body" part smaller than this share of its vertebra's voxels is not the body but a
 #: few stray voxels (label maps resampled apart, or the sacrum, which has no body part in
 #: our scheme): the body centre is then the centre of the whole label. Measured on held-out
@@ -117,6 +127,15 @@ class VertebraGeometry:
 def patient_axis(direction: FArr) -> str:
     """The patient axis ("L", "P" or "S") closest to an LPS ``direction``."""
     return "LPS"[int(np.argmax(np.abs(np.asarray(direction, dtype=float))))]
+
+
+def lateral_spacing_mm(affine: FArr) -> float:
+    """Voxel spacing (mm) along the patient's left-right axis: that of the array axis whose
+    direction is closest to it (3-5 mm for a sagittal MR, in-plane pixels for an axial)."""
+    rot = np.asarray(affine, dtype=np.float64)[:3, :3]
+    norms = np.linalg.norm(rot, axis=0)
+    k = int(np.argmax(np.abs(rot[0]) / norms))
+    return float(norms[k])
 
 
 def voxel_volume_mm3(affine: FArr) -> float:
@@ -207,13 +226,21 @@ def _assign_frames(geos: list[VertebraGeometry]) -> None:
         lp, rp = g.parts == L.PEDICLE_L, g.parts == L.PEDICLE_R
         if post.sum() >= 5 and np.any(g.parts == L.BODY):
             a = _wall_normal(g, _unit(g.body_centroid - g.points[post].mean(0)))
-            if lp.sum() >= 3 and rp.sum() >= 3:
-                lvec = g.points[lp].mean(0) - g.points[rp].mean(0)
-                source = "parts"
+            ped = (
+                g.points[lp].mean(0) - g.points[rp].mean(0)
+                if min(lp.sum(), rp.sum()) >= 3
+                else None
+            )
+            tilted = ped is not None and (
+                pedicle_tilt_deg(ped, a, s_col) > MAX_PEDICLE_TILT_FROM_COLUMN_DEG
+            )
+            if ped is not None and not tilted:
+                lvec, source = ped, "parts"
             else:
-                lvec = np.cross(a, s_col)  # a x s = -p x s = -l ... so flip sign below
-                lvec = -lvec
-                source = "parts (body/posterior) + column direction"
+                lvec = -np.cross(a, s_col)  # a x s = -p x s = -l
+                source = "parts (body/posterior) + column direction" + (
+                    " (pedicle line implausible)" if tilted else ""
+                )
             lvec = _unit(lvec - (lvec @ a) * a)
             s = _unit(np.cross(lvec, -a))
             g.l, g.a, g.s, g.frame_source = lvec, a, s, source
@@ -223,6 +250,17 @@ def _assign_frames(geos: list[VertebraGeometry]) -> None:
             lvec = _unit(np.cross(-a, s))  # p x s = l
             g.l, g.a, g.s, g.frame_source = lvec, a, s, "column direction + patient anterior"
     _replace_implausible_frames(geos, cents)
+
+
+def pedicle_tilt_deg(pedicle_line: FArr, a: FArr, s_col: FArr) -> float:
+    """Coronal tilt (deg) of the superior axis that ``pedicle_line`` (right to left pedicle)
+    gives, against the column direction ``s_col``, in the plane normal to ``a``."""
+    lvec = _unit(pedicle_line - (pedicle_line @ a) * a)
+    s = np.cross(lvec, -a)
+    col = s_col - (s_col @ a) * a
+    if float(np.linalg.norm(col)) < 1e-9:
+        return 0.0
+    return _angle_deg(s, col)
 
 
 def _angle_deg(u: FArr, v: FArr) -> float:

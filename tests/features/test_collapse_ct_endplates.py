@@ -71,3 +71,18 @@ def test_real_ct_vertebra_keeps_its_height() -> None:
         ]
     assert all(h is not None and h > 20.0 for h in heights[5.0])
     assert np.allclose(heights[0.0], heights[5.0], atol=0.5)
+
+
+def test_the_disc_over_a_severe_wedge_is_trimmed_with_the_configured_limit() -> None:
+    """About 9 mm of disc per end over a lumbar body with 70 % anterior collapse (cohort Z):
+    the configured limit trims it; the former 5 mm limit kept it (read as < 50 %)."""
+    from pipeline.features import load_config
+
+    limit = float(load_config()["collapse"]["ct_max_trim_mm"])
+    s = np.arange(0.0, 26.0, 1.0)  # what the segmentation called body: 26 mm
+    hu = np.full(s.size, 80.0)  # disc
+    hu[9:17] = 230.0  # the 8 mm of collapsed body left, between its endplates
+    none = np.zeros(s.size, bool)
+    kept = s[_trim_column_ends(s, hu, none, 150.0, limit)]
+    assert kept.min() == 9.0 and kept.max() == 16.0
+    assert _trim_column_ends(s, hu, none, 150.0, 5.0).all()
