@@ -18,6 +18,9 @@ _NUMBERS: dict[str, int] = {v: k for k, v in _NAMES.items()}
 _NUMBERS["S1"] = 26
 _NUMBERS["SACRUM"] = 26
 
+#: VerSe number of the sacrum (one label for all its segments)
+SACRUM = 26
+
 # Column order from head to feet (T13 sits between T12 and L1).
 CRANIOCAUDAL_ORDER: tuple[int, ...] = (*range(1, 20), 28, *range(20, 27))
 

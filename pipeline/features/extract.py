@@ -144,12 +144,14 @@ def _collapse(
             cands = [
                 geos[i + side * k] for k in range(1, maxd + 1) if 0 <= i + side * k < len(geos)
             ]
-            # C1 has no body and C2 carries the dens: neither is a height reference
+            # C1 has no body, C2 carries the dens and the sacrum's label spans all its
+            # segments (41/30/26 mm "heights" against a 28 mm L5): none is a reference
             cands = [
                 c
                 for c in cands
                 if heights.get(c.label) is not None
                 and c.label > 2
+                and c.label != L.SACRUM
                 and (not c.cut_by_fov or c.cut_laterally_only)
             ]
             intact = [c for c in cands if not involved.get(c.label)]
