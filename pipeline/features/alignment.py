@@ -9,6 +9,10 @@ Each vertebra has its own frame (``geometry``). For a pair (upper ``u``, lower `
 * kyphosis / scoliosis: the angle of ``u``'s superior axis against ``w``'s, in ``w``'s
   sagittal (s, a) and coronal (s, l) planes; the *focal* angle subtracts the mean angle of
   the neighbouring segments (the spine's normal curvature).
+
+Lateral offsets and coronal angles are left out (sagittal plane only) when a body is cut
+left-right by the field of view or the image's left-right voxels are coarse (a sagittal
+MR slab), and the pair says why.
 """
 
 from __future__ import annotations

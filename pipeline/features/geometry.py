@@ -6,7 +6,8 @@ deformities between neighbours can be measured:
 * ``a`` (anterior): from the centroid of the posterior parts (pedicles, posterior
   elements) to the centroid of the body;
 * ``l`` (left): from the right pedicle's centroid to the left pedicle's, made
-  orthogonal to ``a``;
+  orthogonal to ``a`` (from ``a`` and the column when that line would tilt the frame
+  more than ``MAX_PEDICLE_TILT_FROM_COLUMN_DEG``: a pedicle of another level);
 * ``s`` (superior): ``l x p`` with ``p = -a`` (LPS is right-handed: L x P = S).
 
 Array axes are never used as directions: everything goes through the affine, so the same
