@@ -7,8 +7,8 @@ Each vertebra has its own frame (``geometry``). For a pair (upper ``u``, lower `
   segments (normal curvature and level-to-level size changes offset normal walls by
   1-2 mm; a slip shows in full);
 * kyphosis / scoliosis: the angle of ``u``'s superior axis against ``w``'s, in ``w``'s
-  sagittal (s, a) and coronal (s, l) planes; the *focal* angle subtracts the mean angle of
-  the neighbouring segments (the spine's normal curvature).
+  sagittal (s, a) and coronal (s, l) planes; the *focal* angle subtracts the most similar angle
+  of up to two neighbouring segments on each side (the spine's normal curvature).
 
 Lateral offsets and coronal angles are left out (sagittal plane only) when a body is cut
 left-right by the field of view or the image's left-right voxels are coarse (a sagittal
