@@ -116,7 +116,7 @@ def pair_alignments(
             not adjacent(u, w)
             or u.body_mask.sum() < 10
             or w.body_mask.sum() < 10
-            or w.label == 26
+            or w.label == L.SACRUM
             # a partly seen body has no reliable wall or axis, except one cut only
             # left-right (a sagittal slab): its sagittal-plane wall and axis are whole
             or (u.cut_by_fov and not u.cut_laterally_only)

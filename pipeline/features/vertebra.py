@@ -39,7 +39,7 @@ def location_class(label: int) -> Finding:
     """SINS location class of a vertebra (junctional / mobile / semirigid / rigid)."""
     if label in _LOCATION:
         return Finding(_LOCATION[label], "measured", "from the vertebra level")
-    if label == 26:
+    if label == L.SACRUM:
         return Finding.na("undivided sacrum label: S1 (junctional) or S2-S5 (rigid) unresolved")
     if label in (25, 28):
         return Finding.na(
