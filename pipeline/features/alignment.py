@@ -100,7 +100,7 @@ def pair_alignments(
     geos : list of VertebraGeometry
         Head to feet.
     lateral_spacing_mm : float
-        Voxel spacing of the image along the patient's left-right axis.
+        Extent of one voxel along the patient's left-right axis (``voxel_extent_along``).
     max_lateral_spacing_mm : float
         Coarser than this, lateral offsets and coronal angles are not measured (sagittal
         plane only): a wall centre quantised to whole slices moves by up to a slice.
@@ -146,7 +146,7 @@ def pair_alignments(
                 sag,
                 "body cut left-right by the field of view"
                 if cut
-                else f"left-right voxel spacing {lateral_spacing_mm:.1f} mm",
+                else (f"left-right voxel spacing {lateral_spacing_mm:.1f} mm" if coarse else ""),
             )
         )
     out: list[PairAlignment] = []
@@ -192,7 +192,7 @@ def pair_alignments(
                 focal_scoliosis_deg=round(sc - sc_ref, 3),
                 focal_from_neighbours=bool(nb),
                 sagittal_only=sag,
-                sagittal_why=sag_why if sag else "",
+                sagittal_why=sag_why,
             )
         )
     return out

@@ -15,8 +15,8 @@ from pipeline.features import vertebra as V
 from pipeline.features.alignment import PairAlignment, consecutive, pair_alignments
 from pipeline.features.escc import grade_escc
 from pipeline.features.geometry import (
+    PATIENT_L,
     VertebraGeometry,
-    lateral_spacing_mm,
     vertebra_geometries,
     voxel_volume_mm3,
 )
@@ -275,7 +275,7 @@ def extract_features(
     collapse = _collapse(geos, heights, involved, cfg["collapse"])
     pairs = pair_alignments(
         geos,
-        lateral_spacing_mm(affine),
+        V.voxel_extent_along(affine, PATIENT_L),
         float(cfg["alignment"].get("max_lateral_spacing_mm", math.inf)),
     )
     ref_hu = None

@@ -130,15 +130,6 @@ def patient_axis(direction: FArr) -> str:
     return "LPS"[int(np.argmax(np.abs(np.asarray(direction, dtype=float))))]
 
 
-def lateral_spacing_mm(affine: FArr) -> float:
-    """Voxel spacing (mm) along the patient's left-right axis: that of the array axis whose
-    direction is closest to it (3-5 mm for a sagittal MR, in-plane pixels for an axial)."""
-    rot = np.asarray(affine, dtype=np.float64)[:3, :3]
-    norms = np.linalg.norm(rot, axis=0)
-    k = int(np.argmax(np.abs(rot[0]) / norms))
-    return float(norms[k])
-
-
 def voxel_volume_mm3(affine: FArr) -> float:
     """Volume of one voxel (mm^3)."""
     return float(abs(np.linalg.det(np.asarray(affine)[:3, :3])))

@@ -307,24 +307,20 @@ def main_sacrum(
     return keep[lab]
 
 
-def plausible_sacrum(
-    sacrum: npt.NDArray[np.bool_],
-    affine: npt.NDArray[np.float64],
-    core: npt.NDArray[np.integer] | None = None,
-) -> bool:
-    """Whether a predicted sacrum mask is large enough to be one (see MIN_SACRUM_ML).
+def plausible_sacrum(sacrum: npt.NDArray[np.bool_], affine: npt.NDArray[np.float64]) -> bool:
+    """Whether a predicted sacrum mask is large enough to be one (see MIN_SACRUM_ML)."""
+    return bool(sacrum.sum() * _voxel_volume(affine) / 1000.0 >= MIN_SACRUM_ML)
 
-    With ``core`` (body instances), the sacral bodies fused to it (:func:`fused_to_sacrum`)
-    count as sacrum: on sagittal MR the model calls much of S1 "body" (held-out cohort H,
-    seeds 9600000-59: 12 ml of "sacrum" and a 23 ml S1 instance fused to it, for 81 ml of
-    true sacrum in view), which is then S1, not an instance to number as a lumbar level.
-    """
-    mask = sacrum
-    if core is not None and sacrum.any():
-        fused = fused_to_sacrum(core, sacrum, _ids(core))
-        if fused:
-            mask = sacrum | np.isin(core, fused)
-    return bool(mask.sum() * _voxel_volume(affine) / 1000.0 >= MIN_SACRUM_ML)
+
+def sacrum_with_fused(
+    sacrum: npt.NDArray[np.bool_], core: npt.NDArray[np.integer]
+) -> tuple[npt.NDArray[np.bool_], list[int]]:
+    """The sacrum with the body instances fused to it (:func:`fused_to_sacrum`, S1), and
+    those instances: what :func:`plausible_sacrum` measures. On sagittal MR the model calls
+    much of S1 "body" (held-out cohort H, seeds 9600000-59: 12 ml of "sacrum" and a 23 ml
+    S1 instance fused to it, for 81 ml of true sacrum in view)."""
+    fused = fused_to_sacrum(core, sacrum, _ids(core)) if sacrum.any() else []
+    return (sacrum | np.isin(core, fused) if fused else sacrum), fused
 
 
 def spinal_canal(
@@ -584,9 +580,10 @@ def number_instances(
     rank = column_ranks(lps_o)
     gaps = int(rank[-1] - (n - 1)) if n else 0
     gap_note = f"; {gaps} vertebra(e) between found bodies counted as missing" if gaps else ""
-    if sacrum is not None and plausible_sacrum(sacrum, aff, core):
-        sac_z = float(index_to_lps(np.argwhere(sacrum).mean(0), aff)[2])
-        fused = fused_to_sacrum(core, sacrum, ids)
+    sac = np.zeros(inst.shape, bool) if sacrum is None else sacrum
+    whole, fused = sacrum_with_fused(sac, core)
+    if plausible_sacrum(whole, aff):
+        sac_z = float(index_to_lps(np.argwhere(sac).mean(0), aff)[2])
         above = [i for i in order if lps[ids.index(i), 2] > sac_z and i not in fused]
         if above:
             numbers = dict.fromkeys(fused, 26)

@@ -257,6 +257,7 @@ def derive_maps(
         merge_fragments,
         number_instances,
         plausible_sacrum,
+        sacrum_with_fused,
         spinal_canal,
         split_at_waist,
         split_pedicles,
@@ -280,7 +281,7 @@ def derive_maps(
     # ORPHAN_MAX_MM; bone further away is not this column's (left unlabelled).
     fill_from_nearest(inst, bone & (inst == 0), affine, ORPHAN_MAX_MM)
     sacrum = main_sacrum(sem == SEM["sacrum"], affine, inst)
-    if not plausible_sacrum(sacrum, affine, np.where(body_like, inst, 0)):
+    if not plausible_sacrum(sacrum_with_fused(sacrum, np.where(body_like, inst, 0))[0], affine):
         sacrum = np.zeros_like(sacrum)  # a few ml of "sacrum" is a segmentation error
     conus_s = conus_tip_s(canal & (sem == SEM["cord"]), canal, affine) if use_conus else None
     numbers, conf, uncertain, why = number_instances(

@@ -8,8 +8,9 @@ import pytest
 from pipeline import labels as L
 from pipeline.features import extract_features, load_config
 from pipeline.features import geometry as G
-from pipeline.features.geometry import lateral_spacing_mm, vertebra_geometries
+from pipeline.features.geometry import PATIENT_L, vertebra_geometries
 from pipeline.features.phantom import default_phantom, grid, render
+from pipeline.features.vertebra import voxel_extent_along
 from pipeline.io.volume import Volume
 
 
@@ -26,9 +27,9 @@ def _sagittal_slab(lr_mm: float) -> tuple[tuple[int, int, int], np.ndarray]:
 
 def test_lateral_spacing_follows_the_patient_axis_not_the_array_axis() -> None:
     _, sag = _sagittal_slab(3.5)
-    assert lateral_spacing_mm(sag) == pytest.approx(3.5)
+    assert voxel_extent_along(sag, PATIENT_L) == pytest.approx(3.5)
     _, ax = grid("axial", 0.8)
-    assert lateral_spacing_mm(ax) == pytest.approx(0.8)
+    assert voxel_extent_along(ax, PATIENT_L) == pytest.approx(0.8)
 
 
 def _slab_features(lr_mm: float, **overrides: float):

@@ -249,14 +249,14 @@ def test_a_body_fused_to_the_sacrum_is_s1_not_l5() -> None:
 def test_a_small_sacrum_with_s1_taken_for_a_body_still_anchors_the_count() -> None:
     """On sagittal MR the model calls much of S1 "body": 12.8 ml of "sacrum" alone is below
     MIN_SACRUM_ML, but with the S1 instance fused to it the sacrum is plausible (38 ml)."""
-    from pipeline.segment.levels import MIN_SACRUM_ML, plausible_sacrum
+    from pipeline.segment.levels import MIN_SACRUM_ML, plausible_sacrum, sacrum_with_fused
 
     inst = _column([(2, 6), (8, 12), (14, 18), (20, 24), (26, 30)], depth=40)
     sac = np.zeros_like(inst, bool)
     sac[:, :, 0:2] = True  # 4 x 4 x 2 voxels of 400 mm^3: 12.8 ml
     aff = np.diag([20.0, 20.0, 1.0, 1.0])
     assert not plausible_sacrum(sac, aff) and sac.sum() * 0.4 < MIN_SACRUM_ML
-    assert plausible_sacrum(sac, aff, inst)
+    assert plausible_sacrum(sacrum_with_fused(sac, inst)[0], aff)
     numbers, _, uncertain, why = number_instances(inst, aff, sacrum=sac)
     assert not uncertain and "sacrum" in why
     assert [numbers[i] for i in (1, 2, 3, 4, 5)] == [21, 22, 23, 24, 26]
